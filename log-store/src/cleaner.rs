@@ -1,0 +1,1 @@
+//! Log compaction (`cleanup.policy=compact`): placeholder, filled in below.

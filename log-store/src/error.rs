@@ -1,0 +1,99 @@
+//! The one error type of the log store.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the log store.
+///
+/// The broker maps each variant to a Kafka `ErrorCode` in one place (its produce and fetch
+/// handlers); nothing in this crate knows about the wire protocol.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A record batch failed validation (length, magic, CRC or header fields).
+    /// Maps to `CORRUPT_MESSAGE` (CRC) or `INVALID_RECORD` (everything else).
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+
+    /// A requested offset is outside `[log_start_offset, log_end_offset]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+
+    /// Bytes on disk are not what we wrote: reported with the file and byte position.
+    #[error("corrupted log data in {path} at byte {position}: {reason}")]
+    Corrupted {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+
+    /// The directory does not look like a partition directory this crate created.
+    #[error("{path} is not a log directory: {reason}")]
+    NotALogDirectory { path: PathBuf, reason: String },
+
+    /// A configuration value is out of its range.
+    #[error("invalid log config {name}: {reason}")]
+    InvalidConfig { name: &'static str, reason: String },
+
+    /// The log is offline after an unrecoverable storage error; it serves nothing until reopened.
+    #[error("log {path} is offline: {reason}")]
+    Offline { path: PathBuf, reason: String },
+
+    /// An operating-system I/O error (ENOSPC, EACCES, EIO, ...), with the file it concerned.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True for errors caused by the disk being full (`ENOSPC`/`EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(source.raw_os_error(), Some(28) | Some(122)),
+            _ => false,
+        }
+    }
+}
+
+/// Why a record batch was rejected on append.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// Fewer bytes than a v2 batch header (61 bytes), or a batch length that overruns the input.
+    #[error("truncated batch: {available} bytes available, {needed} needed")]
+    Truncated { needed: usize, available: usize },
+    /// The batch length field is smaller than a header or larger than the limit.
+    #[error("batch length {length} outside [{min}, {max}]")]
+    BadLength { length: i64, min: i64, max: i64 },
+    /// Magic byte is not 2 (message formats v0/v1 are not accepted).
+    #[error("unsupported record batch magic {0} (only v2 is accepted)")]
+    UnsupportedMagic(i8),
+    /// CRC-32C over the batch does not match the header.
+    #[error("CRC mismatch: header says {expected:#010x}, computed {computed:#010x}")]
+    CrcMismatch { expected: u32, computed: u32 },
+    /// Record count or offset deltas are inconsistent.
+    #[error("inconsistent batch header: {0}")]
+    Inconsistent(&'static str),
+    /// The batch is larger than `max.message.bytes` (maps to `MESSAGE_TOO_LARGE`).
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    /// The input holds no batch at all.
+    #[error("no record batch in input")]
+    Empty,
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,51 @@
+//! `log-store`: Sluice's durable commit log, one [`Log`] per partition, with no network code and
+//! no async runtime. The broker and the transform engine append to and read from it.
+//!
+//! Layout, following Kafka's storage module:
+//! - [`batch`]: the v2 record batch header, validated without decoding records;
+//! - `segment`: a `.log` file with its mmap'd `.index` (offset -> position) and `.timeindex`
+//!   (timestamp -> offset), rolled on `segment.bytes`/`segment.ms`;
+//! - [`Log`]: a partition directory `<topic>-<partition>/` of segments: append, read (file
+//!   regions served as stored), ListOffsets lookups, flush (group commit via [`FlushTicket`]),
+//!   recovery after a crash, retention and DeleteRecords;
+//! - [`cleaner`]: compaction (`cleanup.policy=compact`);
+//! - [`LogConfig`]: Kafka's topic-level config names.
+//!
+//! ```
+//! use log_store::{AppendOptions, Log, LogConfig, TopicPartition};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let parent = tempfile::tempdir()?;
+//! let tp = TopicPartition::new("orders", 0);
+//! let (mut log, _report) = Log::create(parent.path(), &tp, LogConfig::default(), 0)?;
+//! let batch = log_store::testing::build_batch(3, 10, 1_700_000_000_000, None);
+//! let info = log.append(&batch, AppendOptions { leader_epoch: 0, now_ms: 0 })?;
+//! assert_eq!((info.base_offset, info.last_offset), (0, 2));
+//! log.flush()?; // fdatasync: durable now
+//! let read = log.read(1, 1 << 20, log.high_watermark(), true)?;
+//! assert_eq!(read.region.map(|r| r.len()), Some(batch.len() as u64));
+//! log.close()?;
+//! # Ok(()) }
+//! ```
+
+pub mod batch;
+mod checkpoint;
+pub mod cleaner;
+mod config;
+mod error;
+mod index_file;
+mod leader_epoch;
+mod log;
+mod offset_index;
+pub mod records;
+mod segment;
+#[doc(hidden)]
+pub mod testing;
+mod time_index;
+
+pub use crate::config::{CleanupPolicy, LogConfig, TimestampType, LOG_CONFIG_NAMES};
+pub use crate::error::{BatchError, Error, Result};
+pub use crate::leader_epoch::EpochEntry;
+pub use crate::log::{
+    AppendInfo, AppendOptions, FileRegion, FlushTicket, Log, OffsetSpec, ReadInfo, RecoveryReport,
+    RetentionReport, TopicPartition,
+};

@@ -1,0 +1,889 @@
+//! A partition's log: an ordered set of segments with one active segment at the end, as Kafka's
+//! `UnifiedLog`/`LocalLog`. Single writer (`&mut self`), many readers (`&self`); the broker wraps
+//! it in a lock held only for bookkeeping, never across an fsync or a read of record bytes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
+use crate::checkpoint::{PartitionCheckpoint, LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::{Error, Result};
+use crate::leader_epoch::LeaderEpochCache;
+use crate::records;
+use crate::segment::{self, sync_dir, PreparedBatch, Segment, SegmentSizing};
+
+/// A topic name and partition number; the log directory is `<topic>-<partition>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// Parses `<topic>-<partition>`; `None` for anything else.
+    pub fn parse_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        if topic.is_empty() || partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(TopicPartition::new(topic, partition.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// How an append is done.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendOptions {
+    /// Written into each batch's `partition_leader_epoch`.
+    pub leader_epoch: i32,
+    /// Wall-clock time, for LogAppendTime and `segment.ms`.
+    pub now_ms: i64,
+}
+
+/// The outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp under LogAppendTime, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub max_timestamp: i64,
+    pub batches: usize,
+    pub bytes: usize,
+}
+
+/// A byte range of a segment file holding whole batches: what a fetch sends as is.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    file: Arc<File>,
+    position: u64,
+    len: u64,
+    path: Arc<PathBuf>,
+}
+
+impl FileRegion {
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Appends the region's bytes to `out` (one `pread`, no decoding).
+    pub fn read_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        out.resize(start + self.len as usize, 0);
+        self.file
+            .read_exact_at(&mut out[start..], self.position)
+            .map_err(|e| Error::io(self.path.as_path(), e))
+    }
+    /// The region's bytes.
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(self.len as usize);
+        self.read_into(&mut v)?;
+        Ok(v)
+    }
+}
+
+/// What a read found.
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    /// `None` when there is nothing to return at this offset (yet).
+    pub region: Option<FileRegion>,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+/// Which offset ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    /// The first offset whose record timestamp is >= this.
+    Timestamp(i64),
+}
+
+/// Data to fsync, taken under the log's lock and synced outside it (group commit: every append
+/// made before the ticket was taken is covered by one `fdatasync` per segment file).
+#[derive(Debug)]
+pub struct FlushTicket {
+    files: Vec<(Arc<File>, PathBuf)>,
+    upto: i64,
+}
+
+impl FlushTicket {
+    /// The offset everything below which is durable once [`FlushTicket::sync`] returns.
+    pub fn upto(&self) -> i64 {
+        self.upto
+    }
+    /// Runs `fdatasync` on each file; call without holding the log's lock.
+    pub fn sync(&self) -> Result<()> {
+        for (f, p) in &self.files {
+            f.sync_data().map_err(|e| Error::io(p, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// What opening the log had to repair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub clean_shutdown: bool,
+    pub segments_scanned: usize,
+    pub batches_scanned: u64,
+    pub bytes_scanned: u64,
+    pub truncated_bytes: u64,
+    /// Offset at which invalid data was cut off, if any.
+    pub truncated_at_offset: Option<i64>,
+    pub segments_deleted: usize,
+    pub indexes_rebuilt: usize,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    topic_partition: TopicPartition,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    /// Everything below is fsynced (data files).
+    recovery_point: i64,
+    leader_epochs: LeaderEpochCache,
+    unflushed_messages: i64,
+    /// Wall time of the first append after the last flush, for `flush.ms`.
+    first_unflushed_ms: Option<i64>,
+    /// Set after a failure that left the files in an unknown state.
+    offline: Option<String>,
+}
+
+fn sizing(c: &LogConfig) -> SegmentSizing {
+    SegmentSizing {
+        index_max_bytes: c.segment_index_bytes,
+        index_interval_bytes: c.index_interval_bytes,
+    }
+}
+
+fn parse_base(stem: &str) -> Option<i64> {
+    if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+        stem.parse().ok()
+    } else {
+        None
+    }
+}
+
+impl Log {
+    /// Creates `parent/<topic>-<partition>` (if needed) and opens the log in it.
+    pub fn create(parent: &Path, tp: &TopicPartition, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport)> {
+        let dir = parent.join(tp.dir_name());
+        let existed = dir.exists();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        if !existed {
+            sync_dir(parent)?;
+        }
+        Log::open(&dir, config, now_ms)
+    }
+
+    /// Opens the log in `dir`, recovering what a crash left behind: segments after the recovery
+    /// point are scanned, validated (length, CRC) and cut at the first invalid byte; indexes that
+    /// are missing or inconsistent are rebuilt.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport)> {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let topic_partition = TopicPartition::parse_dir_name(name).ok_or_else(|| Error::NotALogDirectory {
+            path: dir.to_path_buf(),
+            reason: "the name is not <topic>-<partition>".into(),
+        })?;
+        if !dir.is_dir() {
+            return Err(Error::NotALogDirectory {
+                path: dir.to_path_buf(),
+                reason: "not a directory".into(),
+            });
+        }
+        let mut report = RecoveryReport::default();
+        let bases = Self::scan_dir(dir, &mut report)?;
+        let checkpoint = PartitionCheckpoint::read(dir)?;
+        let clean = checkpoint.is_some_and(|c| c.clean_shutdown);
+        report.clean_shutdown = clean;
+        let recover_from = match checkpoint {
+            Some(c) if c.clean_shutdown => i64::MAX,
+            Some(c) => c.recovery_point,
+            None => i64::MIN,
+        };
+        // Segments from the one holding the recovery point onwards are scanned in full.
+        let first_unflushed = bases.iter().rev().find(|b| **b <= recover_from).copied().unwrap_or(i64::MIN);
+        let sizing = sizing(&config);
+        let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
+        let mut prev_next: i64 = i64::MIN;
+        let mut cut = false;
+        for &base in &bases {
+            if cut {
+                // Everything after a truncation point follows a hole: drop it, as Kafka does.
+                let seg = Segment::open(dir, base, sizing, false, now_ms)?;
+                tracing::warn!(path = %seg.log_path().display(), "deleting segment after truncated data");
+                seg.delete_files()?;
+                report.segments_deleted += 1;
+                continue;
+            }
+            let mut seg = Segment::open(dir, base, sizing, false, now_ms)?;
+            if prev_next > base {
+                return Err(Error::Corrupted {
+                    path: seg.log_path().to_path_buf(),
+                    position: 0,
+                    reason: format!("segment starts at {base}, inside the previous one (ends at {prev_next})"),
+                });
+            }
+            let must_scan = base >= first_unflushed;
+            let loaded = if must_scan { Err(None) } else { seg.load().map_err(Some) };
+            if let Err(why) = loaded {
+                if let Some(e) = why {
+                    tracing::warn!(error = %e, "segment failed its consistency check; scanning it");
+                }
+                let r = seg.recover(prev_next)?;
+                report.segments_scanned += 1;
+                report.indexes_rebuilt += 1;
+                report.batches_scanned += r.batches;
+                report.bytes_scanned += r.valid_bytes;
+                if r.truncated_bytes > 0 {
+                    tracing::warn!(
+                        path = %seg.log_path().display(),
+                        offset = seg.next_offset(),
+                        position = r.valid_bytes,
+                        bytes = r.truncated_bytes,
+                        "truncated invalid data at the end of the log"
+                    );
+                    report.truncated_bytes += r.truncated_bytes;
+                    report.truncated_at_offset = Some(seg.next_offset());
+                    cut = true;
+                }
+                if r.batches > 0 || r.valid_bytes > 0 {
+                    seg.sync_data()?;
+                }
+            }
+            prev_next = seg.next_offset();
+            segments.insert(base, seg);
+        }
+        let log_start_offset_cp = checkpoint.map(|c| c.log_start_offset);
+        let first_base = segments.keys().next().copied();
+        let start = match (log_start_offset_cp, first_base) {
+            (Some(c), Some(b)) => c.max(b),
+            (Some(c), None) => c,
+            (None, Some(b)) => b,
+            (None, None) => 0,
+        };
+        if segments.is_empty() {
+            let seg = Segment::open(dir, start, sizing, true, now_ms)?;
+            segments.insert(start, seg);
+            sync_dir(dir)?;
+        }
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            topic_partition,
+            config,
+            segments,
+            log_start_offset: 0,
+            recovery_point: 0,
+            leader_epochs: LeaderEpochCache::load(dir)?,
+            unflushed_messages: 0,
+            first_unflushed_ms: None,
+            offline: None,
+        };
+        let leo = log.log_end_offset();
+        log.log_start_offset = start.min(leo);
+        log.recovery_point = leo;
+        log.active_mut().prepare_for_append()?;
+        log.leader_epochs.truncate_from_end(leo)?;
+        // From now on a crash is not a clean shutdown.
+        log.write_checkpoint(false)?;
+        Ok((log, report))
+    }
+
+    /// Lists segment bases, deletes leftovers (tmp files, unfinished cleaner output, orphan
+    /// indexes) and completes interrupted cleaner swaps.
+    fn scan_dir(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<i64>> {
+        let mut bases = Vec::new();
+        let mut others: Vec<(PathBuf, i64)> = Vec::new();
+        let mut swaps = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                return Err(Error::NotALogDirectory {
+                    path: dir.to_path_buf(),
+                    reason: format!("unexpected file {}", path.display()),
+                });
+            };
+            if name == PARTITION_CHECKPOINT || name == LEADER_EPOCH_CHECKPOINT {
+                continue;
+            }
+            if name.ends_with(".tmp") || name.ends_with(".cleaned") || name.ends_with(".deleted") {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                continue;
+            }
+            let (stem, suffix) = name.split_once('.').unwrap_or((&name, ""));
+            let base = parse_base(stem);
+            match (base, suffix) {
+                (Some(b), "log") => bases.push(b),
+                (Some(b), "index" | "timeindex") => others.push((path, b)),
+                (Some(b), "log.swap") => swaps.push((path, b)),
+                _ => {
+                    return Err(Error::NotALogDirectory {
+                        path: dir.to_path_buf(),
+                        reason: format!("unexpected file {name}"),
+                    })
+                }
+            }
+        }
+        for (swap, base) in swaps {
+            // The cleaner fsynced the swap file before renaming it to .swap: it is complete and
+            // replaces the segment with the same base offset.
+            let target = dir.join(segment::file_name(base, segment::LOG_SUFFIX));
+            for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+                let p = dir.join(segment::file_name(base, suffix));
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
+            }
+            std::fs::rename(&swap, &target).map_err(|e| Error::io(&swap, e))?;
+            if !bases.contains(&base) {
+                bases.push(base);
+            }
+            report.indexes_rebuilt += 1;
+        }
+        bases.sort_unstable();
+        for (path, b) in others {
+            if bases.binary_search(&b).is_err() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        sync_dir(dir)?;
+        Ok(bases)
+    }
+
+    fn write_checkpoint(&self, clean_shutdown: bool) -> Result<()> {
+        PartitionCheckpoint {
+            log_start_offset: self.log_start_offset,
+            recovery_point: self.recovery_point,
+            clean_shutdown,
+        }
+        .write(&self.dir)
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.values().next_back() {
+            Some(s) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.values_mut().next_back() {
+            Some(s) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.topic_partition
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    /// Applies new topic configs; they take effect from the next append or background pass.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+    /// With one replica the high watermark is the log end offset.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset()
+    }
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+    /// Bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.leader_epochs.latest_epoch()
+    }
+    pub fn is_offline(&self) -> Option<&str> {
+        self.offline.as_deref()
+    }
+
+    fn check_online(&self) -> Result<()> {
+        match &self.offline {
+            Some(reason) => Err(Error::Offline {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends record batches as a producer sent them: validated (length, magic, CRC-32C,
+    /// `max.message.bytes`), given offsets and the leader epoch in place, and written unchanged
+    /// otherwise. Nothing is written unless every batch is valid. Does not fsync: see
+    /// [`Log::prepare_flush`].
+    pub fn append(&mut self, records: &[u8], opts: AppendOptions) -> Result<AppendInfo> {
+        self.check_online()?;
+        let max = self.config.max_message_bytes.max(BATCH_HEADER_BYTES);
+        let parts = batch::split_produced_batches(records, max)?;
+        let log_append = self.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let base_offset = self.log_end_offset();
+        let mut next = base_offset;
+        let mut prepared = Vec::with_capacity(parts.len());
+        let mut max_timestamp = -1i64;
+        let mut bytes = 0usize;
+        for (at, h) in &parts {
+            let len = h.total_bytes();
+            let whole = &records[*at..*at + len];
+            let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+            header_bytes.copy_from_slice(&whole[..BATCH_HEADER_BYTES]);
+            batch::patch_header(&mut header_bytes, next, opts.leader_epoch);
+            let rest = &whole[BATCH_HEADER_BYTES..];
+            if log_append {
+                batch::patch_log_append_time(&mut header_bytes, rest, opts.now_ms);
+            }
+            let header = BatchHeader::parse(&header_bytes)?;
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            next = header.next_offset();
+            bytes += len;
+            prepared.push(PreparedBatch {
+                header_bytes,
+                rest,
+                header,
+            });
+        }
+        self.maybe_roll(bytes as u64, next - 1, opts.now_ms)?;
+        if let Err(e) = self.active_mut().append(&prepared, opts.now_ms) {
+            if let Error::Offline { reason, .. } = &e {
+                self.offline = Some(reason.clone());
+            }
+            return Err(e);
+        }
+        if opts.leader_epoch >= 0 {
+            self.leader_epochs.assign(opts.leader_epoch, base_offset)?;
+        }
+        self.unflushed_messages += next - base_offset;
+        self.first_unflushed_ms.get_or_insert(opts.now_ms);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time_ms: if log_append { opts.now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            max_timestamp,
+            batches: prepared.len(),
+            bytes,
+        })
+    }
+
+    fn maybe_roll(&mut self, incoming_bytes: u64, last_offset: i64, now_ms: i64) -> Result<()> {
+        let cfg = &self.config;
+        let a = self.active();
+        let should = !a.is_empty()
+            && (a.size() + incoming_bytes > cfg.segment_bytes
+                || now_ms - a.rolling_base_ms() >= cfg.segment_ms
+                || a.indexes_full()
+                || last_offset - a.base_offset() > u32::MAX as i64);
+        if should {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        self.check_online()?;
+        let base = self.log_end_offset();
+        if self.segments.contains_key(&base) {
+            return Ok(());
+        }
+        let seg = Segment::open(&self.dir, base, sizing(&self.config), true, now_ms)?;
+        sync_dir(&self.dir)?;
+        self.active_mut().seal()?;
+        self.segments.insert(base, seg);
+        self.active_mut().prepare_for_append()?;
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`
+    /// (at least one batch when `min_one_batch`), none at or past `upper_bound` (the high
+    /// watermark, or the last stable offset for read_committed). Stays within one segment.
+    pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64, min_one_batch: bool) -> Result<ReadInfo> {
+        self.check_online()?;
+        let leo = self.log_end_offset();
+        let mut info = ReadInfo {
+            region: None,
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark(),
+            log_end_offset: leo,
+        };
+        if offset < self.log_start_offset || offset > leo {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        let upper = upper_bound.min(leo);
+        if offset >= upper {
+            return Ok(info);
+        }
+        let from = self.segments.range(..=offset).next_back().map_or(i64::MIN, |(b, _)| *b);
+        let mut want = offset;
+        for seg in self.segments.range(from..).map(|(_, s)| s) {
+            if seg.base_offset() >= upper {
+                break;
+            }
+            let Some((pos, first)) = seg.find_batch(want, seg.size())? else {
+                want = want.max(seg.next_offset());
+                continue;
+            };
+            if first.base_offset >= upper {
+                break;
+            }
+            let upper_pos = if upper < seg.next_offset() {
+                seg.position_of_offset(upper, seg.size())?
+            } else {
+                seg.size()
+            };
+            let first_end = pos + first.total_bytes() as u64;
+            let end = if first_end > pos + max_bytes as u64 {
+                if min_one_batch {
+                    first_end
+                } else {
+                    pos
+                }
+            } else {
+                seg.boundary_at_or_before(first_end, upper_pos.min(pos + max_bytes as u64))?
+            };
+            if end > pos {
+                info.region = Some(FileRegion {
+                    file: Arc::clone(seg.file()),
+                    position: pos,
+                    len: end - pos,
+                    path: Arc::new(seg.log_path().to_path_buf()),
+                });
+            }
+            return Ok(info);
+        }
+        Ok(info)
+    }
+
+    /// ListOffsets: `(offset, timestamp)`, or `None` when no record qualifies (a timestamp
+    /// newer than every record).
+    pub fn lookup_offset(&self, spec: OffsetSpec) -> Result<Option<(i64, i64)>> {
+        self.check_online()?;
+        match spec {
+            OffsetSpec::Earliest => Ok(Some((self.log_start_offset, -1))),
+            OffsetSpec::Latest => Ok(Some((self.high_watermark(), -1))),
+            OffsetSpec::MaxTimestamp => {
+                let mut best: Option<(i64, &Segment)> = None;
+                for seg in self.segments.values() {
+                    if seg.max_timestamp() >= 0 && best.is_none_or(|(t, _)| seg.max_timestamp() >= t) {
+                        best = Some((seg.max_timestamp(), seg));
+                    }
+                }
+                let Some((ts, seg)) = best else {
+                    return Ok(None);
+                };
+                let Some((pos, h)) = seg.find_by_timestamp(ts)? else {
+                    return Ok(None);
+                };
+                let bytes = seg.read_bytes(pos, h.total_bytes())?;
+                let off = records::last_offset_with_timestamp(&bytes, ts)?.unwrap_or(h.base_offset);
+                Ok(Some((off.max(self.log_start_offset), ts)))
+            }
+            OffsetSpec::Timestamp(ts) => {
+                for seg in self.segments.values() {
+                    if seg.max_timestamp() < ts {
+                        continue;
+                    }
+                    let mut at = seg.find_by_timestamp(ts)?;
+                    while let Some((pos, h)) = at {
+                        let bytes = seg.read_bytes(pos, h.total_bytes())?;
+                        if let Some((off, t)) = records::first_offset_at_or_after(&bytes, ts)? {
+                            if off >= self.log_start_offset {
+                                return Ok(Some((off, t)));
+                            }
+                        }
+                        let next = pos + h.total_bytes() as u64;
+                        at = if next < seg.size() {
+                            let nh = seg.header_at(next)?;
+                            Some((next, nh))
+                        } else {
+                            None
+                        };
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// OffsetForLeaderEpoch: `(epoch, end_offset)` for the largest epoch <= `epoch`.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.leader_epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// True when `flush.messages` or `flush.ms` asks for a flush now.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.unflushed_messages >= self.config.flush_messages
+            || self
+                .first_unflushed_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
+    }
+
+    /// Collects what must be fsynced to make everything appended so far durable; `None` if it
+    /// already is.
+    pub fn prepare_flush(&self) -> Option<FlushTicket> {
+        let upto = self.log_end_offset();
+        if self.recovery_point >= upto {
+            return None;
+        }
+        let files = self
+            .segments
+            .values()
+            .filter(|s| s.next_offset() > self.recovery_point && !s.is_empty())
+            .map(|s| (Arc::clone(s.file()), s.log_path().to_path_buf()))
+            .collect();
+        Some(FlushTicket { files, upto })
+    }
+
+    /// Records that a ticket's sync finished.
+    pub fn complete_flush(&mut self, upto: i64) {
+        if upto > self.recovery_point {
+            self.recovery_point = upto;
+        }
+        if self.recovery_point >= self.log_end_offset() {
+            self.unflushed_messages = 0;
+            self.first_unflushed_ms = None;
+        }
+    }
+
+    /// fsyncs everything appended so far (holding `&mut self`; the broker uses the ticket API).
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(t) = self.prepare_flush() {
+            t.sync()?;
+            self.complete_flush(t.upto());
+        }
+        Ok(())
+    }
+
+    /// Flushes the indexes and writes the recovery point, bounding what the next recovery
+    /// scans (Kafka's `log.flush.offset.checkpoint.interval.ms`).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.check_online()?;
+        // Sealed segments had their indexes trimmed and synced when they rolled.
+        self.active().flush_indexes()?;
+        self.write_checkpoint(false)
+    }
+
+    /// Clean shutdown: flush, seal the indexes, write the clean-shutdown checkpoint.
+    pub fn close(mut self) -> Result<()> {
+        self.check_online()?;
+        self.flush()?;
+        self.active_mut().seal()?;
+        self.write_checkpoint(true)
+    }
+
+    fn delete_oldest(&mut self, report: &mut RetentionReport) -> Result<()> {
+        let Some((&base, _)) = self.segments.iter().next() else {
+            return Ok(());
+        };
+        let next_base = self.segments.range(base + 1..).next().map(|(b, _)| *b);
+        let Some(next_base) = next_base else {
+            return Ok(());
+        };
+        // Persist the new log start before the files go, so a crash in between cannot bring
+        // deleted records back.
+        self.log_start_offset = self.log_start_offset.max(next_base);
+        self.write_checkpoint(false)?;
+        if let Some(seg) = self.segments.remove(&base) {
+            report.bytes_deleted += seg.size();
+            report.segments_deleted += 1;
+            seg.delete_files()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes closed segments that `retention.ms` / `retention.bytes` (with
+    /// `cleanup.policy=delete`) or the log start offset leave behind.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport> {
+        self.check_online()?;
+        let mut report = RetentionReport::default();
+        // Segments wholly below the log start offset (DeleteRecords).
+        while self.segments.len() > 1 {
+            let first = self.segments.values().next().map(|s| s.next_offset()).unwrap_or(0);
+            if first > self.log_start_offset {
+                break;
+            }
+            self.delete_oldest(&mut report)?;
+        }
+        if self.config.cleanup_policy.delete {
+            if self.config.retention_ms >= 0 {
+                loop {
+                    let first = match self.segments.values().next() {
+                        Some(s) => s,
+                        None => break,
+                    };
+                    if first.is_empty() {
+                        break;
+                    }
+                    let ts = if first.max_timestamp() >= 0 {
+                        first.max_timestamp()
+                    } else {
+                        file_mtime_ms(first.log_path()).unwrap_or(now_ms)
+                    };
+                    if now_ms - ts <= self.config.retention_ms {
+                        break;
+                    }
+                    if self.segments.len() == 1 {
+                        self.roll(now_ms)?;
+                    }
+                    self.delete_oldest(&mut report)?;
+                }
+            }
+            if self.config.retention_bytes >= 0 {
+                let mut total = self.size_bytes() as i64;
+                while self.segments.len() > 1 {
+                    let first = self.segments.values().next().map(Segment::size).unwrap_or(0) as i64;
+                    if total - first < self.config.retention_bytes {
+                        break;
+                    }
+                    total -= first;
+                    self.delete_oldest(&mut report)?;
+                }
+            }
+        }
+        if report.segments_deleted > 0 {
+            sync_dir(&self.dir)?;
+        }
+        report.log_start_offset = self.log_start_offset;
+        Ok(report)
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark) and drops
+    /// the segments wholly below it. Returns the new log start offset.
+    pub fn delete_records(&mut self, offset: i64, now_ms: i64) -> Result<i64> {
+        self.check_online()?;
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: hw,
+            });
+        }
+        if target > self.log_start_offset {
+            self.log_start_offset = target;
+            self.write_checkpoint(false)?;
+            if target == self.log_end_offset() && !self.active().is_empty() {
+                self.roll(now_ms)?;
+            }
+            let mut report = RetentionReport::default();
+            while self.segments.len() > 1 {
+                let first = self.segments.values().next().map(|s| s.next_offset()).unwrap_or(0);
+                if first > self.log_start_offset {
+                    break;
+                }
+                self.delete_oldest(&mut report)?;
+            }
+            sync_dir(&self.dir)?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Removes the log's directory and everything in it (DeleteTopics).
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// For the cleaner: the closed segments' `(base, next_offset, size, max_timestamp)`.
+    pub(crate) fn closed_segments(&self) -> Vec<(i64, i64, u64, i64)> {
+        let n = self.segments.len();
+        self.segments
+            .values()
+            .take(n.saturating_sub(1))
+            .map(|s| (s.base_offset(), s.next_offset(), s.size(), s.max_timestamp()))
+            .collect()
+    }
+
+    pub(crate) fn segment(&self, base: i64) -> Option<&Segment> {
+        self.segments.get(&base)
+    }
+
+    pub(crate) fn replace_segment(&mut self, base: i64, seg: Option<Segment>) -> Option<Segment> {
+        let old = self.segments.remove(&base);
+        if let Some(s) = seg {
+            self.segments.insert(base, s);
+        }
+        old
+    }
+
+    pub(crate) fn sizing(&self) -> SegmentSizing {
+        sizing(&self.config)
+    }
+}
+
+fn file_mtime_ms(path: &Path) -> Option<i64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+}

@@ -1,0 +1,485 @@
+//! One segment of a partition's log: the `.log` file of record batches plus its offset and time
+//! indexes, as Kafka's `LogSegment`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use crate::error::{Error, Result};
+use crate::offset_index::{OffsetIndex, OffsetPosition};
+use crate::time_index::TimeIndex;
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `00000000000000000042.log` for base offset 42, as Kafka names segment files.
+pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
+}
+
+/// Sizes the segment needs from the log config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentSizing {
+    pub(crate) index_max_bytes: usize,
+    pub(crate) index_interval_bytes: u64,
+}
+
+/// A batch ready to be written: a patched copy of its header and the untouched rest.
+pub(crate) struct PreparedBatch<'a> {
+    pub(crate) header_bytes: [u8; BATCH_HEADER_BYTES],
+    pub(crate) rest: &'a [u8],
+    pub(crate) header: BatchHeader,
+}
+
+/// What a full recovery scan of a segment found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentRecovery {
+    pub(crate) valid_bytes: u64,
+    pub(crate) truncated_bytes: u64,
+    pub(crate) batches: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    /// Shared with readers: a fetch keeps the file open (even if retention deletes it) while it
+    /// reads its region, without holding the log's lock.
+    file: Arc<File>,
+    /// Bytes of valid batches; the file is never longer outside of a failed write.
+    size: u64,
+    /// One past the last offset stored here (== base_offset while empty).
+    next_offset: i64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_last_index_entry: u64,
+    /// Wall time of the first append (or of opening), for `segment.ms`.
+    rolling_base_ms: i64,
+    sizing: SegmentSizing,
+}
+
+impl Segment {
+    fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            dir.join(file_name(base, LOG_SUFFIX)),
+            dir.join(file_name(base, INDEX_SUFFIX)),
+            dir.join(file_name(base, TIME_INDEX_SUFFIX)),
+        )
+    }
+
+    /// Opens (creating when `create`) the segment with this base offset. Indexes are not trusted
+    /// yet: call [`Segment::load`] or [`Segment::recover`].
+    pub(crate) fn open(dir: &Path, base_offset: i64, sizing: SegmentSizing, create: bool, now_ms: i64) -> Result<Self> {
+        let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&log_path)
+            .map_err(|e| Error::io(&log_path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(&log_path, e))?.len();
+        let offset_index = OffsetIndex::open(&index_path, base_offset, sizing.index_max_bytes)?;
+        let time_index = TimeIndex::open(&time_path, base_offset, sizing.index_max_bytes)?;
+        Ok(Segment {
+            base_offset,
+            log_path,
+            file: Arc::new(file),
+            size,
+            next_offset: base_offset,
+            offset_index,
+            time_index,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_last_index_entry: 0,
+            rolling_base_ms: now_ms,
+            sizing,
+        })
+    }
+
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub(crate) fn rolling_base_ms(&self) -> i64 {
+        self.rolling_base_ms
+    }
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+    pub(crate) fn indexes_full(&self) -> bool {
+        self.offset_index.is_full() || self.time_index.is_full()
+    }
+
+    fn corrupted(&self, position: u64, reason: impl Into<String>) -> Error {
+        Error::Corrupted {
+            path: self.log_path.clone(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads the batch header at `position`, checking that the batch lies within the segment.
+    pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader> {
+        if position + BATCH_HEADER_BYTES as u64 > self.size {
+            return Err(self.corrupted(position, "batch header runs past the end of the segment"));
+        }
+        let mut buf = [0u8; BATCH_HEADER_BYTES];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(|e| Error::io(&self.log_path, e))?;
+        let h = BatchHeader::parse(&buf).map_err(|e| self.corrupted(position, e.to_string()))?;
+        if h.batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32
+            || position + h.total_bytes() as u64 > self.size
+            || h.last_offset_delta < 0
+        {
+            return Err(self.corrupted(position, "batch length or offsets out of range"));
+        }
+        Ok(h)
+    }
+
+    /// Trusts the indexes of a segment that was flushed and checkpointed, after sanity checks,
+    /// and walks the batch headers after the last index entry to find the end. Fails with
+    /// `Corrupted` when anything does not add up; the caller then runs [`Segment::recover`].
+    pub(crate) fn load(&mut self) -> Result<()> {
+        self.offset_index.sanitize(self.size);
+        let start = match self.offset_index.last() {
+            Some(e) => {
+                let h = self.header_at(e.position)?;
+                if h.base_offset != e.offset {
+                    return Err(self.corrupted(e.position, "offset index entry does not match the batch there"));
+                }
+                e
+            }
+            None => OffsetPosition {
+                offset: self.base_offset,
+                position: 0,
+            },
+        };
+        let mut pos = start.position;
+        let mut next = self.base_offset;
+        let mut since = 0u64;
+        let mut max_ts = -1i64;
+        let mut max_ts_off = self.base_offset;
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            if h.base_offset < next || h.base_offset < self.base_offset {
+                return Err(self.corrupted(pos, "batch offsets go backwards"));
+            }
+            if h.max_timestamp > max_ts {
+                max_ts = h.max_timestamp;
+                max_ts_off = h.base_offset;
+            }
+            next = h.next_offset();
+            since += h.total_bytes() as u64;
+            pos += h.total_bytes() as u64;
+        }
+        self.time_index.sanitize(next.max(self.base_offset + 1));
+        if let Some(t) = self.time_index.last() {
+            if t.timestamp >= max_ts {
+                max_ts = t.timestamp;
+                max_ts_off = t.offset;
+            }
+        }
+        self.next_offset = next.max(self.base_offset);
+        self.bytes_since_last_index_entry = since;
+        self.max_timestamp = max_ts;
+        self.offset_of_max_timestamp = max_ts_off;
+        Ok(())
+    }
+
+    /// Scans every batch from the start, validating length and CRC-32C, rebuilds both indexes
+    /// and truncates the file at the first invalid byte (a torn or zero-filled tail).
+    /// `min_offset` is where this segment's batches must start (the previous segment's end).
+    pub(crate) fn recover(&mut self, min_offset: i64) -> Result<SegmentRecovery> {
+        self.offset_index.reset();
+        self.time_index.reset();
+        let file_len = self.file.metadata().map_err(|e| Error::io(&self.log_path, e))?.len();
+        let file = Arc::clone(&self.file);
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &*file);
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&self.log_path, e))?;
+        let mut pos = 0u64;
+        let mut next = min_offset.max(self.base_offset);
+        let mut batch = Vec::new();
+        let mut batches = 0u64;
+        self.bytes_since_last_index_entry = 0;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+        let mut first = true;
+        loop {
+            let remaining = file_len - pos;
+            if remaining == 0 {
+                break;
+            }
+            if remaining < BATCH_HEADER_BYTES as u64 {
+                break;
+            }
+            let mut prefix = [0u8; LOG_OVERHEAD_BYTES];
+            if reader.read_exact(&mut prefix).is_err() {
+                break;
+            }
+            // Never allocate what a length prefix claims before checking it against the file.
+            let Ok(total) = batch::declared_batch_bytes(&prefix, remaining as usize) else {
+                break;
+            };
+            batch.clear();
+            batch.extend_from_slice(&prefix);
+            batch.resize(total, 0);
+            if reader.read_exact(&mut batch[LOG_OVERHEAD_BYTES..]).is_err() {
+                break;
+            }
+            let Ok(h) = batch::validate_batch(&batch) else {
+                break;
+            };
+            if h.base_offset < next && !(first && h.base_offset >= self.base_offset) {
+                break;
+            }
+            first = false;
+            self.index_batch(&h, pos);
+            next = h.next_offset();
+            pos += total as u64;
+            batches += 1;
+        }
+        drop(reader);
+        let truncated = file_len - pos;
+        if truncated > 0 {
+            self.file.set_len(pos).map_err(|e| Error::io(&self.log_path, e))?;
+            self.file.sync_all().map_err(|e| Error::io(&self.log_path, e))?;
+        }
+        self.size = pos;
+        self.next_offset = if batches == 0 { self.base_offset } else { next };
+        self.seek_end()?;
+        Ok(SegmentRecovery {
+            valid_bytes: pos,
+            truncated_bytes: truncated,
+            batches,
+        })
+    }
+
+    fn seek_end(&mut self) -> Result<()> {
+        (&*self.file)
+            .seek(SeekFrom::Start(self.size))
+            .map_err(|e| Error::io(&self.log_path, e))?;
+        Ok(())
+    }
+
+    /// Makes the segment writable at its end (after [`Segment::load`]).
+    pub(crate) fn prepare_for_append(&mut self) -> Result<()> {
+        self.offset_index.grow(self.sizing.index_max_bytes)?;
+        self.time_index.grow(self.sizing.index_max_bytes)?;
+        let len = self.file.metadata().map_err(|e| Error::io(&self.log_path, e))?.len();
+        if len != self.size {
+            self.file.set_len(self.size).map_err(|e| Error::io(&self.log_path, e))?;
+        }
+        self.seek_end()
+    }
+
+    /// Updates the indexes for a batch that starts at `position` (already in the file).
+    fn index_batch(&mut self, h: &BatchHeader, position: u64) {
+        if self.bytes_since_last_index_entry >= self.sizing.index_interval_bytes {
+            if !self.offset_index.is_full() {
+                self.offset_index.push(h.base_offset, position);
+            }
+            self.time_index
+                .maybe_push(self.max_timestamp, self.offset_of_max_timestamp);
+            self.bytes_since_last_index_entry = 0;
+        }
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.offset_of_max_timestamp = h.base_offset;
+        }
+        self.bytes_since_last_index_entry += h.total_bytes() as u64;
+    }
+
+    /// Writes the prepared batches at the end with one vectored write; on any error the file is
+    /// cut back to where it was so nothing half-written is ever visible.
+    pub(crate) fn append(&mut self, batches: &[PreparedBatch<'_>], now_ms: i64) -> Result<()> {
+        if self.is_empty() {
+            self.rolling_base_ms = now_ms;
+        }
+        let start = self.size;
+        let total: u64 = batches.iter().map(|b| b.header.total_bytes() as u64).sum();
+        if let Err(e) = self.write_all_vectored(batches) {
+            // Roll back the partial write. If even that fails the caller takes the log offline.
+            let rollback = self
+                .file
+                .set_len(start)
+                .and_then(|_| (&*self.file).seek(SeekFrom::Start(start)).map(|_| ()));
+            return Err(match rollback {
+                Ok(()) => Error::io(&self.log_path, e),
+                Err(r) => Error::Offline {
+                    path: self.log_path.clone(),
+                    reason: format!("write failed ({e}) and could not be rolled back ({r})"),
+                },
+            });
+        }
+        let mut pos = start;
+        for b in batches {
+            self.index_batch(&b.header, pos);
+            pos += b.header.total_bytes() as u64;
+            self.next_offset = b.header.next_offset();
+        }
+        self.size = start + total;
+        Ok(())
+    }
+
+    fn write_all_vectored(&self, batches: &[PreparedBatch<'_>]) -> std::io::Result<()> {
+        // Up to 512 batches (1024 iovecs, the usual IOV_MAX) per call.
+        for chunk in batches.chunks(512) {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(chunk.len() * 2);
+            for b in chunk {
+                slices.push(IoSlice::new(&b.header_bytes));
+                slices.push(IoSlice::new(b.rest));
+            }
+            let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+            while !bufs.is_empty() {
+                let n = (&*self.file).write_vectored(bufs)?;
+                if n == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"));
+                }
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Position and header of the first batch whose last offset is >= `offset`, if any.
+    pub(crate) fn find_batch(&self, offset: i64, size_limit: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let mut pos = self.offset_index.lookup(offset).map_or(0, |e| e.position);
+        while pos < size_limit {
+            let h = self.header_at(pos)?;
+            if h.last_offset() >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The largest batch boundary <= `limit` that is >= `from` (a position of a batch start or
+    /// the end of one), walking at most one index interval of headers.
+    pub(crate) fn boundary_at_or_before(&self, from: u64, limit: u64) -> Result<u64> {
+        let mut pos = self
+            .offset_index
+            .lookup_position(limit)
+            .map_or(0, |e| e.position)
+            .max(from);
+        if pos > limit {
+            return Ok(from);
+        }
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            let end = pos + h.total_bytes() as u64;
+            if end > limit {
+                break;
+            }
+            pos = end;
+        }
+        Ok(pos)
+    }
+
+    /// Position of the first batch with base offset >= `offset` (the segment size if none).
+    pub(crate) fn position_of_offset(&self, offset: i64, size_limit: u64) -> Result<u64> {
+        let mut pos = self.offset_index.lookup(offset).map_or(0, |e| e.position);
+        while pos < size_limit {
+            let h = self.header_at(pos)?;
+            if h.base_offset >= offset {
+                return Ok(pos);
+            }
+            pos += h.total_bytes() as u64;
+        }
+        Ok(size_limit)
+    }
+
+    /// The first batch whose max timestamp is >= `timestamp`.
+    pub(crate) fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let start = match self.time_index.lookup_before(timestamp) {
+            Some(t) => self.offset_index.lookup(t.offset).map_or(0, |e| e.position),
+            None => 0,
+        };
+        let mut pos = start;
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            if h.max_timestamp >= timestamp {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads `len` bytes at `position` (for the cleaner and timestamp lookups).
+    pub(crate) fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(|e| Error::io(&self.log_path, e))?;
+        Ok(buf)
+    }
+
+    /// Seals the segment when a newer one takes over: a last time-index entry for its max
+    /// timestamp, indexes trimmed to size.
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        self.time_index
+            .maybe_push(self.max_timestamp, self.offset_of_max_timestamp);
+        self.offset_index.trim()?;
+        self.time_index.trim()
+    }
+
+    /// Flushes the indexes' dirty pages (before a recovery point checkpoint covers them).
+    pub(crate) fn flush_indexes(&self) -> Result<()> {
+        self.offset_index.flush()?;
+        self.time_index.flush()
+    }
+
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.log_path, e))
+    }
+
+    /// Removes the segment's files (the caller syncs the directory).
+    pub(crate) fn delete_files(self) -> Result<()> {
+        let paths = [
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        drop(self);
+        for p in paths {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&p, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// fsyncs a directory so that creates, renames and deletes in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
