@@ -22,7 +22,8 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, lines: &[String]) -> Resu
         text.push_str(l);
         text.push('\n');
     }
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     sync_dir(dir)

@@ -230,7 +230,10 @@ mod tests {
     fn every_name_roundtrips() -> Result<()> {
         let mut c = LogConfig::default();
         for name in LOG_CONFIG_NAMES {
-            let v = c.get(name).ok_or(Error::InvalidConfig { name: "x", reason: name.to_string() })?;
+            let v = c.get(name).ok_or(Error::InvalidConfig {
+                name: "x",
+                reason: name.to_string(),
+            })?;
             c.set(name, &v)?;
         }
         assert_eq!(c, LogConfig::default());

@@ -64,7 +64,8 @@ impl IndexFile {
             // SAFETY: the file is owned by this struct, opened read-write, and only this struct
             // changes its length (always after dropping the mapping, as here). Other processes
             // are kept out of the data directory by the broker's lock file.
-            let map = unsafe { MmapMut::map_mut(&self.file) }.map_err(|e| Error::io(&self.path, e))?;
+            let map =
+                unsafe { MmapMut::map_mut(&self.file) }.map_err(|e| Error::io(&self.path, e))?;
             self.mmap = Some(map);
         }
         self.entries = self.entries.min(self.capacity);
@@ -95,7 +96,11 @@ impl IndexFile {
     /// Appends one entry; the caller checked [`IndexFile::is_full`].
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         assert_eq!(bytes.len(), self.entry_bytes);
-        assert!(!self.is_full(), "append to a full index {}", self.path.display());
+        assert!(
+            !self.is_full(),
+            "append to a full index {}",
+            self.path.display()
+        );
         let at = self.entries * self.entry_bytes;
         if let Some(m) = &mut self.mmap {
             m[at..at + self.entry_bytes].copy_from_slice(bytes);

@@ -28,8 +28,13 @@ impl LeaderEpochCache {
                 if let (Some(Ok(epoch)), Some(Ok(start_offset))) =
                     (it.next().map(str::parse), it.next().map(str::parse))
                 {
-                    if entries.last().is_none_or(|p: &EpochEntry| epoch > p.epoch && start_offset >= p.start_offset) {
-                        entries.push(EpochEntry { epoch, start_offset });
+                    if entries.last().is_none_or(|p: &EpochEntry| {
+                        epoch > p.epoch && start_offset >= p.start_offset
+                    }) {
+                        entries.push(EpochEntry {
+                            epoch,
+                            start_offset,
+                        });
                     }
                 }
             }
@@ -42,7 +47,11 @@ impl LeaderEpochCache {
 
     fn persist(&self) -> Result<()> {
         let mut lines = vec!["0".to_string(), self.entries.len().to_string()];
-        lines.extend(self.entries.iter().map(|e| format!("{} {}", e.epoch, e.start_offset)));
+        lines.extend(
+            self.entries
+                .iter()
+                .map(|e| format!("{} {}", e.epoch, e.start_offset)),
+        );
         write_atomically(&self.dir, LEADER_EPOCH_CHECKPOINT, &lines)
     }
 
@@ -55,7 +64,10 @@ impl LeaderEpochCache {
         if epoch < 0 || self.latest_epoch().is_some_and(|l| l >= epoch) {
             return Ok(());
         }
-        self.entries.push(EpochEntry { epoch, start_offset });
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
         self.persist()
     }
 

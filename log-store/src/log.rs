@@ -38,7 +38,10 @@ impl TopicPartition {
     /// Parses `<topic>-<partition>`; `None` for anything else.
     pub fn parse_dir_name(name: &str) -> Option<Self> {
         let (topic, partition) = name.rsplit_once('-')?;
-        if topic.is_empty() || partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+        if topic.is_empty()
+            || partition.is_empty()
+            || !partition.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         Some(TopicPartition::new(topic, partition.parse().ok()?))
@@ -207,7 +210,12 @@ fn parse_base(stem: &str) -> Option<i64> {
 
 impl Log {
     /// Creates `parent/<topic>-<partition>` (if needed) and opens the log in it.
-    pub fn create(parent: &Path, tp: &TopicPartition, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport)> {
+    pub fn create(
+        parent: &Path,
+        tp: &TopicPartition,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<(Log, RecoveryReport)> {
         let dir = parent.join(tp.dir_name());
         let existed = dir.exists();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -222,10 +230,11 @@ impl Log {
     /// are missing or inconsistent are rebuilt.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport)> {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let topic_partition = TopicPartition::parse_dir_name(name).ok_or_else(|| Error::NotALogDirectory {
-            path: dir.to_path_buf(),
-            reason: "the name is not <topic>-<partition>".into(),
-        })?;
+        let topic_partition =
+            TopicPartition::parse_dir_name(name).ok_or_else(|| Error::NotALogDirectory {
+                path: dir.to_path_buf(),
+                reason: "the name is not <topic>-<partition>".into(),
+            })?;
         if !dir.is_dir() {
             return Err(Error::NotALogDirectory {
                 path: dir.to_path_buf(),
@@ -243,7 +252,16 @@ impl Log {
             None => i64::MIN,
         };
         // Segments from the one holding the recovery point onwards are scanned in full.
-        let first_unflushed = bases.iter().rev().find(|b| **b <= recover_from).copied().unwrap_or(i64::MIN);
+        let first_unflushed = if recover_from == i64::MAX {
+            i64::MAX
+        } else {
+            bases
+                .iter()
+                .rev()
+                .find(|b| **b <= recover_from)
+                .copied()
+                .unwrap_or(i64::MIN)
+        };
         let sizing = sizing(&config);
         let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
         let mut prev_next: i64 = i64::MIN;
@@ -262,11 +280,17 @@ impl Log {
                 return Err(Error::Corrupted {
                     path: seg.log_path().to_path_buf(),
                     position: 0,
-                    reason: format!("segment starts at {base}, inside the previous one (ends at {prev_next})"),
+                    reason: format!(
+                        "segment starts at {base}, inside the previous one (ends at {prev_next})"
+                    ),
                 });
             }
             let must_scan = base >= first_unflushed;
-            let loaded = if must_scan { Err(None) } else { seg.load().map_err(Some) };
+            let loaded = if must_scan {
+                Err(None)
+            } else {
+                seg.load().map_err(Some)
+            };
             if let Err(why) = loaded {
                 if let Some(e) = why {
                     tracing::warn!(error = %e, "segment failed its consistency check; scanning it");
@@ -559,7 +583,13 @@ impl Log {
     /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`
     /// (at least one batch when `min_one_batch`), none at or past `upper_bound` (the high
     /// watermark, or the last stable offset for read_committed). Stays within one segment.
-    pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64, min_one_batch: bool) -> Result<ReadInfo> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo> {
         self.check_online()?;
         let leo = self.log_end_offset();
         let mut info = ReadInfo {
@@ -579,7 +609,11 @@ impl Log {
         if offset >= upper {
             return Ok(info);
         }
-        let from = self.segments.range(..=offset).next_back().map_or(i64::MIN, |(b, _)| *b);
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
         let mut want = offset;
         for seg in self.segments.range(from..).map(|(_, s)| s) {
             if seg.base_offset() >= upper {
@@ -630,7 +664,9 @@ impl Log {
             OffsetSpec::MaxTimestamp => {
                 let mut best: Option<(i64, &Segment)> = None;
                 for seg in self.segments.values() {
-                    if seg.max_timestamp() >= 0 && best.is_none_or(|(t, _)| seg.max_timestamp() >= t) {
+                    if seg.max_timestamp() >= 0
+                        && best.is_none_or(|(t, _)| seg.max_timestamp() >= t)
+                    {
                         best = Some((seg.max_timestamp(), seg));
                     }
                 }
@@ -673,7 +709,8 @@ impl Log {
 
     /// OffsetForLeaderEpoch: `(epoch, end_offset)` for the largest epoch <= `epoch`.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
-        self.leader_epochs.end_offset_for(epoch, self.log_end_offset())
+        self.leader_epochs
+            .end_offset_for(epoch, self.log_end_offset())
     }
 
     /// True when `flush.messages` or `flush.ms` asks for a flush now.
@@ -764,7 +801,12 @@ impl Log {
         let mut report = RetentionReport::default();
         // Segments wholly below the log start offset (DeleteRecords).
         while self.segments.len() > 1 {
-            let first = self.segments.values().next().map(|s| s.next_offset()).unwrap_or(0);
+            let first = self
+                .segments
+                .values()
+                .next()
+                .map(|s| s.next_offset())
+                .unwrap_or(0);
             if first > self.log_start_offset {
                 break;
             }
@@ -797,7 +839,12 @@ impl Log {
             if self.config.retention_bytes >= 0 {
                 let mut total = self.size_bytes() as i64;
                 while self.segments.len() > 1 {
-                    let first = self.segments.values().next().map(Segment::size).unwrap_or(0) as i64;
+                    let first = self
+                        .segments
+                        .values()
+                        .next()
+                        .map(Segment::size)
+                        .unwrap_or(0) as i64;
                     if total - first < self.config.retention_bytes {
                         break;
                     }
@@ -834,7 +881,12 @@ impl Log {
             }
             let mut report = RetentionReport::default();
             while self.segments.len() > 1 {
-                let first = self.segments.values().next().map(|s| s.next_offset()).unwrap_or(0);
+                let first = self
+                    .segments
+                    .values()
+                    .next()
+                    .map(|s| s.next_offset())
+                    .unwrap_or(0);
                 if first > self.log_start_offset {
                     break;
                 }
@@ -862,7 +914,14 @@ impl Log {
         self.segments
             .values()
             .take(n.saturating_sub(1))
-            .map(|s| (s.base_offset(), s.next_offset(), s.size(), s.max_timestamp()))
+            .map(|s| {
+                (
+                    s.base_offset(),
+                    s.next_offset(),
+                    s.size(),
+                    s.max_timestamp(),
+                )
+            })
             .collect()
     }
 

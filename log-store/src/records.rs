@@ -121,7 +121,9 @@ fn record_timestamps(batch: &[u8]) -> Result<Vec<(i64, i64)>> {
 
 /// The first record in `batch` with timestamp >= `ts`: `(offset, timestamp)`.
 pub(crate) fn first_offset_at_or_after(batch: &[u8], ts: i64) -> Result<Option<(i64, i64)>> {
-    Ok(record_timestamps(batch)?.into_iter().find(|(_, t)| *t >= ts))
+    Ok(record_timestamps(batch)?
+        .into_iter()
+        .find(|(_, t)| *t >= ts))
 }
 
 /// The last record in `batch` whose timestamp equals `ts`.
@@ -141,8 +143,16 @@ mod tests {
     #[test]
     fn parses_keys_values_and_tombstones() -> Result<()> {
         let recs = vec![
-            TestRecord { key: Some(b"k1".to_vec()), value: Some(b"v1".to_vec()), timestamp_delta: 0 },
-            TestRecord { key: Some(b"k2".to_vec()), value: None, timestamp_delta: 5 },
+            TestRecord {
+                key: Some(b"k1".to_vec()),
+                value: Some(b"v1".to_vec()),
+                timestamp_delta: 0,
+            },
+            TestRecord {
+                key: Some(b"k2".to_vec()),
+                value: None,
+                timestamp_delta: 5,
+            },
         ];
         let b = build_keyed_batch(&recs, 100, None, 0);
         let body = records_body(&b)?;
@@ -156,7 +166,11 @@ mod tests {
 
     #[test]
     fn truncated_records_are_an_error_not_a_panic() {
-        let recs = vec![TestRecord { key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), timestamp_delta: 0 }];
+        let recs = vec![TestRecord {
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            timestamp_delta: 0,
+        }];
         let b = build_keyed_batch(&recs, 1, None, 0);
         let body = &b[BATCH_HEADER_BYTES..b.len() - 2];
         assert!(parse_records(body, 1).is_err());

@@ -75,7 +75,13 @@ impl Segment {
 
     /// Opens (creating when `create`) the segment with this base offset. Indexes are not trusted
     /// yet: call [`Segment::load`] or [`Segment::recover`].
-    pub(crate) fn open(dir: &Path, base_offset: i64, sizing: SegmentSizing, create: bool, now_ms: i64) -> Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: i64,
+        sizing: SegmentSizing,
+        create: bool,
+        now_ms: i64,
+    ) -> Result<Self> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
         let file = OpenOptions::new()
             .read(true)
@@ -167,7 +173,10 @@ impl Segment {
             Some(e) => {
                 let h = self.header_at(e.position)?;
                 if h.base_offset != e.offset {
-                    return Err(self.corrupted(e.position, "offset index entry does not match the batch there"));
+                    return Err(self.corrupted(
+                        e.position,
+                        "offset index entry does not match the batch there",
+                    ));
                 }
                 e
             }
@@ -214,7 +223,11 @@ impl Segment {
     pub(crate) fn recover(&mut self, min_offset: i64) -> Result<SegmentRecovery> {
         self.offset_index.reset();
         self.time_index.reset();
-        let file_len = self.file.metadata().map_err(|e| Error::io(&self.log_path, e))?.len();
+        let file_len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.log_path, e))?
+            .len();
         let file = Arc::clone(&self.file);
         let mut reader = std::io::BufReader::with_capacity(1 << 20, &*file);
         reader
@@ -265,8 +278,12 @@ impl Segment {
         drop(reader);
         let truncated = file_len - pos;
         if truncated > 0 {
-            self.file.set_len(pos).map_err(|e| Error::io(&self.log_path, e))?;
-            self.file.sync_all().map_err(|e| Error::io(&self.log_path, e))?;
+            self.file
+                .set_len(pos)
+                .map_err(|e| Error::io(&self.log_path, e))?;
+            self.file
+                .sync_all()
+                .map_err(|e| Error::io(&self.log_path, e))?;
         }
         self.size = pos;
         self.next_offset = if batches == 0 { self.base_offset } else { next };
@@ -289,9 +306,15 @@ impl Segment {
     pub(crate) fn prepare_for_append(&mut self) -> Result<()> {
         self.offset_index.grow(self.sizing.index_max_bytes)?;
         self.time_index.grow(self.sizing.index_max_bytes)?;
-        let len = self.file.metadata().map_err(|e| Error::io(&self.log_path, e))?.len();
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.log_path, e))?
+            .len();
         if len != self.size {
-            self.file.set_len(self.size).map_err(|e| Error::io(&self.log_path, e))?;
+            self.file
+                .set_len(self.size)
+                .map_err(|e| Error::io(&self.log_path, e))?;
         }
         self.seek_end()
     }
@@ -357,7 +380,10 @@ impl Segment {
             while !bufs.is_empty() {
                 let n = (&*self.file).write_vectored(bufs)?;
                 if n == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "short write",
+                    ));
                 }
                 IoSlice::advance_slices(&mut bufs, n);
             }
@@ -366,7 +392,11 @@ impl Segment {
     }
 
     /// Position and header of the first batch whose last offset is >= `offset`, if any.
-    pub(crate) fn find_batch(&self, offset: i64, size_limit: u64) -> Result<Option<(u64, BatchHeader)>> {
+    pub(crate) fn find_batch(
+        &self,
+        offset: i64,
+        size_limit: u64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
         let mut pos = self.offset_index.lookup(offset).map_or(0, |e| e.position);
         while pos < size_limit {
             let h = self.header_at(pos)?;
@@ -455,7 +485,9 @@ impl Segment {
     }
 
     pub(crate) fn sync_data(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(&self.log_path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(&self.log_path, e))
     }
 
     /// Removes the segment's files (the caller syncs the directory).

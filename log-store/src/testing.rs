@@ -76,7 +76,12 @@ pub fn build_keyed_batch(
 }
 
 /// A valid uncompressed batch of `n` keyless records of `value_len` bytes each.
-pub fn build_batch(n: i32, value_len: usize, timestamp: i64, producer: Option<(i64, i16, i32)>) -> Vec<u8> {
+pub fn build_batch(
+    n: i32,
+    value_len: usize,
+    timestamp: i64,
+    producer: Option<(i64, i16, i32)>,
+) -> Vec<u8> {
     let recs: Vec<TestRecord> = (0..n)
         .map(|i| TestRecord {
             key: None,

@@ -77,7 +77,8 @@ impl TimeIndex {
 
     /// Appends when `timestamp` is newer than the last entry (and there is room).
     pub(crate) fn maybe_push(&mut self, timestamp: i64, offset: i64) {
-        if timestamp <= 0 || self.is_full() || self.last().is_some_and(|l| l.timestamp >= timestamp) {
+        if timestamp <= 0 || self.is_full() || self.last().is_some_and(|l| l.timestamp >= timestamp)
+        {
             return;
         }
         let mut e = [0u8; TIME_ENTRY_BYTES];
