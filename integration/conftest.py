@@ -437,7 +437,7 @@ def kcat() -> str:
 # --------------------------------------------------------------------------
 
 
-class TestTimeout(Exception):
+class SluiceTestTimeout(Exception):
     pass
 
 
@@ -448,7 +448,7 @@ def _watchdog(request):
     if use_alarm:
 
         def on_alarm(signum, frame):
-            raise TestTimeout(f"{request.node.nodeid} exceeded SLUICE_TEST_TIMEOUT={TEST_TIMEOUT}s")
+            raise SluiceTestTimeout(f"{request.node.nodeid} exceeded SLUICE_TEST_TIMEOUT={TEST_TIMEOUT}s")
 
         old = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)

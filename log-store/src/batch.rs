@@ -33,6 +33,7 @@ const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
 const MAX_TIMESTAMP_AT: usize = 35;
+const RECORDS_COUNT_AT: usize = 57;
 
 /// Attribute bits, as in Kafka's `RecordBatch`.
 pub mod attributes {
@@ -242,6 +243,28 @@ pub(crate) fn patch_log_append_time(header: &mut [u8], records: &[u8], now_ms: i
     header[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), records);
     header[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Rewrites a 61-byte header copy for a new records section (`records`, as stored: compressed
+/// when the attributes say so): batch length, attributes, record count, and the CRC over the
+/// patched header and `records`. Offsets, timestamps and producer fields stay as they were.
+pub(crate) fn patch_records(
+    header: &mut [u8],
+    attributes: i16,
+    records_count: i32,
+    records: &[u8],
+) -> Result<(), BatchError> {
+    let length = BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + records.len();
+    let length = i32::try_from(length).map_err(|_| BatchError::TooLarge {
+        size: length + LOG_OVERHEAD_BYTES,
+        max: i32::MAX as usize,
+    })?;
+    header[8..12].copy_from_slice(&length.to_be_bytes());
+    header[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    header[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&records_count.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), records);
+    header[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ use crate::segment::sync_dir;
 pub(crate) const PARTITION_CHECKPOINT: &str = "partition.checkpoint";
 /// `leader-epoch-checkpoint`, as Kafka names it.
 pub(crate) const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+/// `cleaner-offset-checkpoint`: the cleaner's first dirty offset. Kafka keeps one such file per
+/// log directory with a line per partition; one per partition directory moves and goes with it.
+pub(crate) const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
 /// Writes `lines` to `dir/name` so that a crash leaves either the old or the new file.
 pub(crate) fn write_atomically(dir: &Path, name: &str, lines: &[String]) -> Result<()> {
@@ -91,5 +94,42 @@ impl PartitionCheckpoint {
             return Ok(None);
         }
         Ok(Some(c))
+    }
+}
+
+/// Writes the cleaner checkpoint: everything below `first_dirty_offset` has been compacted.
+pub(crate) fn write_cleaner_checkpoint(dir: &Path, first_dirty_offset: i64) -> Result<()> {
+    write_atomically(
+        dir,
+        CLEANER_CHECKPOINT,
+        &[
+            "version 1".into(),
+            format!("first_dirty_offset {first_dirty_offset}"),
+        ],
+    )
+}
+
+/// Reads the cleaner checkpoint; `None` when it is missing or unreadable (the next pass then
+/// treats the whole log as dirty, which costs work but loses nothing).
+pub(crate) fn read_cleaner_checkpoint(dir: &Path) -> Result<Option<i64>> {
+    let Some(lines) = read_lines(dir, CLEANER_CHECKPOINT)? else {
+        return Ok(None);
+    };
+    let mut version = false;
+    let mut offset = None;
+    for l in &lines {
+        let mut it = l.split_whitespace();
+        match (it.next(), it.next()) {
+            (Some("version"), Some("1")) => version = true,
+            (Some("first_dirty_offset"), Some(v)) => offset = v.parse::<i64>().ok(),
+            _ => {}
+        }
+    }
+    match offset {
+        Some(o) if version && o >= 0 => Ok(Some(o)),
+        _ => {
+            tracing::warn!(dir = %dir.display(), "unreadable cleaner checkpoint; the whole log is dirty");
+            Ok(None)
+        }
     }
 }

@@ -42,6 +42,11 @@ pub enum Error {
     #[error("log {path} is offline: {reason}")]
     Offline { path: PathBuf, reason: String },
 
+    /// A records section could not be compressed again (the cleaner rewrites compressed batches
+    /// with the codec they came with).
+    #[error("cannot compress records with codec {codec}: {reason}")]
+    Compression { codec: i16, reason: String },
+
     /// An operating-system I/O error (ENOSPC, EACCES, EIO, ...), with the file it concerned.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -108,26 +108,36 @@ impl IndexFile {
         }
     }
 
+    /// Zeroes `from..to` of the mapping, writing only up to its last non-zero byte: a write
+    /// dirties its page even when it stores a zero, so filling a preallocated (sparse) index
+    /// would allocate and write back the whole file, `segment.index.bytes` per index per open.
+    fn zero_range(&mut self, from: usize, to: usize) {
+        if let Some(m) = &mut self.mmap {
+            let to = to.min(m.len());
+            if from >= to {
+                return;
+            }
+            if let Some(last) = m[from..to].iter().rposition(|b| *b != 0) {
+                m[from..from + last + 1].fill(0);
+            }
+        }
+    }
+
     /// Keeps the first `n` entries and zeroes the rest of the mapping.
     pub(crate) fn truncate_entries(&mut self, n: usize) {
         let n = n.min(self.capacity);
-        if let Some(m) = &mut self.mmap {
-            let from = n * self.entry_bytes;
-            let to = (self.entries.max(n) * self.entry_bytes).max(from);
-            // Zero everything we may have written past n, so a stale entry never looks valid.
-            let end = to.min(m.len());
-            m[from..end].fill(0);
-        }
+        // Zero everything we may have written past n, so a stale entry never looks valid.
+        let from = n * self.entry_bytes;
+        let to = (self.entries.max(n) * self.entry_bytes).max(from);
+        self.zero_range(from, to);
         self.entries = n;
     }
 
     /// Zeroes the whole preallocated area past the entries (used after opening a file whose
     /// tail may hold stale bytes).
     pub(crate) fn zero_tail(&mut self) {
-        if let Some(m) = &mut self.mmap {
-            let from = self.entries * self.entry_bytes;
-            m[from..].fill(0);
-        }
+        let from = self.entries * self.entry_bytes;
+        self.zero_range(from, usize::MAX);
     }
 
     /// Writes dirty pages to disk (msync).

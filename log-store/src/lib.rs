@@ -8,7 +8,9 @@
 //! - [`Log`]: a partition directory `<topic>-<partition>/` of segments: append, read (file
 //!   regions served as stored), ListOffsets lookups, flush (group commit via [`FlushTicket`]),
 //!   recovery after a crash, retention and DeleteRecords;
-//! - [`cleaner`]: compaction (`cleanup.policy=compact`);
+//! - [`cleaner`]: compaction (`cleanup.policy=compact`): plan under `&Log`, clean without the
+//!   log, install under `&mut Log` ([`Log::compact`] does all three), with a crash-safe swap
+//!   of each cleaned segment and a per-partition `cleaner-offset-checkpoint`;
 //! - [`LogConfig`]: Kafka's topic-level config names.
 //!
 //! ```
@@ -42,6 +44,7 @@ mod segment;
 pub mod testing;
 mod time_index;
 
+pub use crate::cleaner::{CleanReport, Cleaner, CleanerConfig};
 pub use crate::config::{CleanupPolicy, LogConfig, TimestampType, LOG_CONFIG_NAMES};
 pub use crate::error::{BatchError, Error, Result};
 pub use crate::leader_epoch::EpochEntry;

@@ -6,15 +6,19 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
-use crate::checkpoint::{PartitionCheckpoint, LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT};
+use crate::checkpoint::{
+    read_cleaner_checkpoint, write_cleaner_checkpoint, PartitionCheckpoint, CLEANER_CHECKPOINT,
+    LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
+};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Error, Result};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::records;
-use crate::segment::{self, sync_dir, PreparedBatch, Segment, SegmentSizing};
+use crate::segment::{self, sync_dir, PreparedBatch, Segment, SegmentSizing, SegmentSnapshot};
 
 /// A topic name and partition number; the log directory is `<topic>-<partition>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,6 +195,13 @@ pub struct Log {
     first_unflushed_ms: Option<i64>,
     /// Set after a failure that left the files in an unknown state.
     offline: Option<String>,
+    /// The cleaner's checkpoint (`cleaner-offset-checkpoint`): everything below was compacted
+    /// by a finished pass. Clamped to the log's range when a pass is planned.
+    first_dirty_offset: i64,
+    /// True while a cleaner pass planned on this log is running. Set by `Cleaner::plan` under
+    /// `&Log` and cleared when the pass's output is installed or dropped, possibly on another
+    /// thread, hence atomic: two passes would write the same `.cleaned` files.
+    cleaning: Arc<AtomicBool>,
 }
 
 fn sizing(c: &LogConfig) -> SegmentSizing {
@@ -242,7 +253,7 @@ impl Log {
             });
         }
         let mut report = RecoveryReport::default();
-        let bases = Self::scan_dir(dir, &mut report)?;
+        let (bases, swapped) = Self::scan_dir(dir)?;
         let checkpoint = PartitionCheckpoint::read(dir)?;
         let clean = checkpoint.is_some_and(|c| c.clean_shutdown);
         report.clean_shutdown = clean;
@@ -266,6 +277,7 @@ impl Log {
         let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
         let mut prev_next: i64 = i64::MIN;
         let mut cut = false;
+        let mut recovered = Vec::new();
         for &base in &bases {
             if cut {
                 // Everything after a truncation point follows a hole: drop it, as Kafka does.
@@ -285,7 +297,8 @@ impl Log {
                     ),
                 });
             }
-            let must_scan = base >= first_unflushed;
+            // A segment that an interrupted cleaner swap just completed has no indexes yet.
+            let must_scan = base >= first_unflushed || swapped.contains(&base);
             let loaded = if must_scan {
                 Err(None)
             } else {
@@ -315,9 +328,19 @@ impl Log {
                 if r.batches > 0 || r.valid_bytes > 0 {
                     seg.sync_data()?;
                 }
+                recovered.push(base);
             }
             prev_next = seg.next_offset();
             segments.insert(base, seg);
+        }
+        // Recovery grew the rebuilt indexes; trim those of closed segments again.
+        let last_base = segments.keys().next_back().copied();
+        for base in recovered {
+            if Some(base) != last_base {
+                if let Some(seg) = segments.get_mut(&base) {
+                    seg.seal()?;
+                }
+            }
         }
         let log_start_offset_cp = checkpoint.map(|c| c.log_start_offset);
         let first_base = segments.keys().next().copied();
@@ -343,6 +366,8 @@ impl Log {
             unflushed_messages: 0,
             first_unflushed_ms: None,
             offline: None,
+            first_dirty_offset: read_cleaner_checkpoint(dir)?.unwrap_or(0),
+            cleaning: Arc::new(AtomicBool::new(false)),
         };
         let leo = log.log_end_offset();
         log.log_start_offset = start.min(leo);
@@ -355,9 +380,11 @@ impl Log {
     }
 
     /// Lists segment bases, deletes leftovers (tmp files, unfinished cleaner output, orphan
-    /// indexes) and completes interrupted cleaner swaps.
-    fn scan_dir(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<i64>> {
+    /// indexes) and completes interrupted cleaner swaps. Returns the bases and, of those, the
+    /// segments a swap replaced (their indexes must be rebuilt).
+    fn scan_dir(dir: &Path) -> Result<(Vec<i64>, Vec<i64>)> {
         let mut bases = Vec::new();
+        let mut swapped = Vec::new();
         let mut others: Vec<(PathBuf, i64)> = Vec::new();
         let mut swaps = Vec::new();
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -370,7 +397,10 @@ impl Log {
                     reason: format!("unexpected file {}", path.display()),
                 });
             };
-            if name == PARTITION_CHECKPOINT || name == LEADER_EPOCH_CHECKPOINT {
+            if name == PARTITION_CHECKPOINT
+                || name == LEADER_EPOCH_CHECKPOINT
+                || name == CLEANER_CHECKPOINT
+            {
                 continue;
             }
             if name.ends_with(".tmp") || name.ends_with(".cleaned") || name.ends_with(".deleted") {
@@ -405,7 +435,7 @@ impl Log {
             if !bases.contains(&base) {
                 bases.push(base);
             }
-            report.indexes_rebuilt += 1;
+            swapped.push(base);
         }
         bases.sort_unstable();
         for (path, b) in others {
@@ -414,7 +444,7 @@ impl Log {
             }
         }
         sync_dir(dir)?;
-        Ok(bases)
+        Ok((bases, swapped))
     }
 
     fn write_checkpoint(&self, clean_shutdown: bool) -> Result<()> {
@@ -484,7 +514,7 @@ impl Log {
         self.offline.as_deref()
     }
 
-    fn check_online(&self) -> Result<()> {
+    pub(crate) fn check_online(&self) -> Result<()> {
         match &self.offline {
             Some(reason) => Err(Error::Offline {
                 path: self.dir.clone(),
@@ -768,10 +798,17 @@ impl Log {
 
     /// Clean shutdown: flush, seal the indexes, write the clean-shutdown checkpoint.
     pub fn close(mut self) -> Result<()> {
+        self.close_in_place()
+    }
+
+    /// [`Log::close`] for a log behind a lock: afterwards it refuses every operation.
+    pub fn close_in_place(&mut self) -> Result<()> {
         self.check_online()?;
         self.flush()?;
         self.active_mut().seal()?;
-        self.write_checkpoint(true)
+        self.write_checkpoint(true)?;
+        self.offline = Some("the log is closed".into());
+        Ok(())
     }
 
     fn delete_oldest(&mut self, report: &mut RetentionReport) -> Result<()> {
@@ -794,34 +831,30 @@ impl Log {
         Ok(())
     }
 
+    /// True when the first segment holds only offsets below the log start offset: the next
+    /// segment starts at or below it (as Kafka decides; a compacted segment's last batch can
+    /// end well before the next segment's base).
+    fn first_segment_below_log_start(&self) -> bool {
+        self.segments
+            .keys()
+            .nth(1)
+            .is_some_and(|next_base| *next_base <= self.log_start_offset)
+    }
+
     /// Deletes closed segments that `retention.ms` / `retention.bytes` (with
     /// `cleanup.policy=delete`) or the log start offset leave behind.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport> {
         self.check_online()?;
         let mut report = RetentionReport::default();
         // Segments wholly below the log start offset (DeleteRecords).
-        while self.segments.len() > 1 {
-            let first = self
-                .segments
-                .values()
-                .next()
-                .map(|s| s.next_offset())
-                .unwrap_or(0);
-            if first > self.log_start_offset {
-                break;
-            }
+        while self.first_segment_below_log_start() {
             self.delete_oldest(&mut report)?;
         }
         if self.config.cleanup_policy.delete {
             if self.config.retention_ms >= 0 {
-                loop {
-                    let first = match self.segments.values().next() {
-                        Some(s) => s,
-                        None => break,
-                    };
-                    if first.is_empty() {
-                        break;
-                    }
+                // A segment that compaction emptied holds no records: it expires with the first
+                // segment after it that does (an empty active segment is never deleted).
+                while let Some(first) = self.segments.values().find(|s| !s.is_empty()) {
                     let ts = if first.max_timestamp() >= 0 {
                         first.max_timestamp()
                     } else {
@@ -880,16 +913,7 @@ impl Log {
                 self.roll(now_ms)?;
             }
             let mut report = RetentionReport::default();
-            while self.segments.len() > 1 {
-                let first = self
-                    .segments
-                    .values()
-                    .next()
-                    .map(|s| s.next_offset())
-                    .unwrap_or(0);
-                if first > self.log_start_offset {
-                    break;
-                }
+            while self.first_segment_below_log_start() {
                 self.delete_oldest(&mut report)?;
             }
             sync_dir(&self.dir)?;
@@ -908,30 +932,41 @@ impl Log {
         Ok(())
     }
 
-    /// For the cleaner: the closed segments' `(base, next_offset, size, max_timestamp)`.
-    pub(crate) fn closed_segments(&self) -> Vec<(i64, i64, u64, i64)> {
+    /// For the cleaner: snapshots of the closed segments (all but the active one), oldest first.
+    pub(crate) fn closed_segments(&self) -> Vec<SegmentSnapshot> {
         let n = self.segments.len();
         self.segments
             .values()
             .take(n.saturating_sub(1))
-            .map(|s| {
-                (
-                    s.base_offset(),
-                    s.next_offset(),
-                    s.size(),
-                    s.max_timestamp(),
-                )
-            })
+            .map(Segment::snapshot)
             .collect()
     }
 
-    pub(crate) fn segment(&self, base: i64) -> Option<&Segment> {
-        self.segments.get(&base)
+    /// For the cleaner: the segment with this base offset, if it is a closed one.
+    pub(crate) fn closed_segment(&self, base: i64) -> Option<&Segment> {
+        let active = self.active().base_offset();
+        self.segments.get(&base).filter(|_| base != active)
     }
 
+    pub(crate) fn first_segment_base(&self) -> i64 {
+        self.segments.keys().next().copied().unwrap_or(0)
+    }
+
+    pub(crate) fn active_base_offset(&self) -> i64 {
+        self.active().base_offset()
+    }
+
+    /// Puts `seg` in place of the segment with this base offset (`None`: removes it) and returns
+    /// the old one. The cleaner never touches the active segment.
     pub(crate) fn replace_segment(&mut self, base: i64, seg: Option<Segment>) -> Option<Segment> {
+        assert_ne!(
+            base,
+            self.active().base_offset(),
+            "the active segment is never replaced"
+        );
         let old = self.segments.remove(&base);
         if let Some(s) = seg {
+            assert_eq!(s.base_offset(), base);
             self.segments.insert(base, s);
         }
         old
@@ -939,6 +974,28 @@ impl Log {
 
     pub(crate) fn sizing(&self) -> SegmentSizing {
         sizing(&self.config)
+    }
+
+    /// Takes the log offline after a failure that left its files in an unknown state (the next
+    /// open recovers them).
+    pub(crate) fn set_offline(&mut self, reason: String) {
+        self.offline = Some(reason);
+    }
+
+    /// The cleaner's checkpoint as stored (not clamped).
+    pub(crate) fn first_dirty_offset(&self) -> i64 {
+        self.first_dirty_offset
+    }
+
+    /// Persists the cleaner's checkpoint, then remembers it.
+    pub(crate) fn set_first_dirty_offset(&mut self, offset: i64) -> Result<()> {
+        write_cleaner_checkpoint(&self.dir, offset)?;
+        self.first_dirty_offset = offset;
+        Ok(())
+    }
+
+    pub(crate) fn cleaning_flag(&self) -> &Arc<AtomicBool> {
+        &self.cleaning
     }
 }
 

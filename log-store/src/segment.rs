@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
-use crate::offset_index::{OffsetIndex, OffsetPosition};
-use crate::time_index::TimeIndex;
+use crate::offset_index::{OffsetIndex, OffsetPosition, OFFSET_ENTRY_BYTES};
+use crate::time_index::{TimeIndex, TIME_ENTRY_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -41,6 +41,18 @@ pub(crate) struct SegmentRecovery {
     pub(crate) valid_bytes: u64,
     pub(crate) truncated_bytes: u64,
     pub(crate) batches: u64,
+}
+
+/// What the cleaner needs of a closed segment: taken under the log's lock, read without it (the
+/// file handle keeps the bytes readable even if retention deletes the segment meanwhile).
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentSnapshot {
+    pub(crate) base_offset: i64,
+    pub(crate) next_offset: i64,
+    pub(crate) size: u64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) file: Arc<File>,
+    pub(crate) log_path: PathBuf,
 }
 
 #[derive(Debug)]
@@ -74,7 +86,8 @@ impl Segment {
     }
 
     /// Opens (creating when `create`) the segment with this base offset. Indexes are not trusted
-    /// yet: call [`Segment::load`] or [`Segment::recover`].
+    /// yet: call [`Segment::load`] or [`Segment::recover`]. Only a new segment's indexes are
+    /// preallocated; an existing one's grow when it is recovered or becomes the active segment.
     pub(crate) fn open(
         dir: &Path,
         base_offset: i64,
@@ -91,8 +104,11 @@ impl Segment {
             .open(&log_path)
             .map_err(|e| Error::io(&log_path, e))?;
         let size = file.metadata().map_err(|e| Error::io(&log_path, e))?.len();
-        let offset_index = OffsetIndex::open(&index_path, base_offset, sizing.index_max_bytes)?;
-        let time_index = TimeIndex::open(&time_path, base_offset, sizing.index_max_bytes)?;
+        // Preallocating every closed segment's indexes on open would cost a mapping of
+        // `segment.index.bytes` each and leave the files at that length.
+        let index_max_bytes = if create { sizing.index_max_bytes } else { 0 };
+        let offset_index = OffsetIndex::open(&index_path, base_offset, index_max_bytes)?;
+        let time_index = TimeIndex::open(&time_path, base_offset, index_max_bytes)?;
         Ok(Segment {
             base_offset,
             log_path,
@@ -135,6 +151,18 @@ impl Segment {
     }
     pub(crate) fn indexes_full(&self) -> bool {
         self.offset_index.is_full() || self.time_index.is_full()
+    }
+
+    /// The cleaner's view of this segment.
+    pub(crate) fn snapshot(&self) -> SegmentSnapshot {
+        SegmentSnapshot {
+            base_offset: self.base_offset,
+            next_offset: self.next_offset,
+            size: self.size,
+            max_timestamp: self.max_timestamp,
+            file: Arc::clone(&self.file),
+            log_path: self.log_path.clone(),
+        }
     }
 
     fn corrupted(&self, position: u64, reason: impl Into<String>) -> Error {
@@ -204,6 +232,7 @@ impl Segment {
             pos += h.total_bytes() as u64;
         }
         self.time_index.sanitize(next.max(self.base_offset + 1));
+        self.check_indexes_present()?;
         if let Some(t) = self.time_index.last() {
             if t.timestamp >= max_ts {
                 max_ts = t.timestamp;
@@ -217,10 +246,49 @@ impl Segment {
         Ok(())
     }
 
+    /// Fails when an index lost entries that building it must have written (a deleted or zeroed
+    /// file): lookups would scan the whole segment, and without its time index the segment's
+    /// max timestamp (retention, `min.compaction.lag.ms`) would be wrong. The first offset entry
+    /// goes to the first batch that starts at least `index.interval.bytes` (and 1) in, with a
+    /// time entry for the batches before it.
+    fn check_indexes_present(&self) -> Result<()> {
+        if self.size == 0 || self.offset_index.entries() > 0 {
+            return self.check_time_index_present();
+        }
+        if self.sizing.index_max_bytes < OFFSET_ENTRY_BYTES {
+            return Ok(());
+        }
+        let first_entry_at = self.sizing.index_interval_bytes.max(1);
+        let mut pos = 0u64;
+        while pos < first_entry_at {
+            pos += self.header_at(pos)?.total_bytes() as u64;
+            if pos >= self.size {
+                return Ok(());
+            }
+        }
+        Err(self.corrupted(0, "the offset index has lost its entries"))
+    }
+
+    fn check_time_index_present(&self) -> Result<()> {
+        if self.offset_index.entries() == 0
+            || self.time_index.entries() > 0
+            || self.sizing.index_max_bytes < TIME_ENTRY_BYTES
+        {
+            return Ok(());
+        }
+        if self.header_at(0)?.max_timestamp > 0 {
+            return Err(self.corrupted(0, "the time index has lost its entries"));
+        }
+        Ok(())
+    }
+
     /// Scans every batch from the start, validating length and CRC-32C, rebuilds both indexes
     /// and truncates the file at the first invalid byte (a torn or zero-filled tail).
     /// `min_offset` is where this segment's batches must start (the previous segment's end).
     pub(crate) fn recover(&mut self, min_offset: i64) -> Result<SegmentRecovery> {
+        // Room for a full rebuild; a closed segment is sealed (trimmed) again afterwards.
+        self.offset_index.grow(self.sizing.index_max_bytes)?;
+        self.time_index.grow(self.sizing.index_max_bytes)?;
         self.offset_index.reset();
         self.time_index.reset();
         let file_len = self
@@ -321,7 +389,10 @@ impl Segment {
 
     /// Updates the indexes for a batch that starts at `position` (already in the file).
     fn index_batch(&mut self, h: &BatchHeader, position: u64) {
-        if self.bytes_since_last_index_entry >= self.sizing.index_interval_bytes {
+        // Never an entry at position 0: `sanitize` reads (0, 0) as the zeroed end of the index,
+        // so with `index.interval.bytes=0` the whole index was thrown away on every load. A
+        // lookup without an entry starts at position 0 anyway (Kafka's `>` has the same effect).
+        if position > 0 && self.bytes_since_last_index_entry >= self.sizing.index_interval_bytes {
             if !self.offset_index.is_full() {
                 self.offset_index.push(h.base_offset, position);
             }

@@ -75,6 +75,25 @@ pub fn build_keyed_batch(
     b
 }
 
+/// As [`build_keyed_batch`], with the records compressed by `codec` (1 gzip, 2 snappy, 3 lz4,
+/// 4 zstd), as a producer with `compression.type` set sends them.
+pub fn build_compressed_batch(
+    records: &[TestRecord],
+    timestamp: i64,
+    producer: Option<(i64, i16, i32)>,
+    attributes: i16,
+    codec: i16,
+) -> crate::Result<Vec<u8>> {
+    let plain = build_keyed_batch(records, timestamp, producer, attributes);
+    let (head, body) = plain.split_at(crate::batch::BATCH_HEADER_BYTES);
+    let compressed = crate::records::compress_body(codec, body)?;
+    let mut out = head.to_vec();
+    let attrs = (attributes & !crate::batch::attributes::COMPRESSION_MASK) | codec;
+    crate::batch::patch_records(&mut out, attrs, records.len() as i32, &compressed)?;
+    out.extend_from_slice(&compressed);
+    Ok(out)
+}
+
 /// A valid uncompressed batch of `n` keyless records of `value_len` bytes each.
 pub fn build_batch(
     n: i32,

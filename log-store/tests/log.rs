@@ -17,11 +17,12 @@ fn opts(now_ms: i64) -> AppendOptions {
 }
 
 fn small_config() -> LogConfig {
-    let mut c = LogConfig::default();
-    c.segment_bytes = 4096;
-    c.index_interval_bytes = 256;
-    c.segment_index_bytes = 4096;
-    c
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        segment_index_bytes: 4096,
+        ..LogConfig::default()
+    }
 }
 
 fn open(dir: &Path, config: LogConfig) -> Result<Log, Error> {
@@ -192,10 +193,11 @@ fn last_segment(dir: &Path, suffix: &str) -> Result<PathBuf, Box<dyn std::error:
     v.pop().ok_or_else(|| "no segment".into())
 }
 
+/// A crashed log's parent directory, its directory, and the batches it held.
+type Crashed = (tempfile::TempDir, PathBuf, Vec<(i64, Vec<u8>)>);
+
 /// Appends `n` batches of 2 records, flushes, drops without closing (a crash).
-fn crashed_log(
-    n: usize,
-) -> Result<(tempfile::TempDir, PathBuf, Vec<(i64, Vec<u8>)>), Box<dyn std::error::Error>> {
+fn crashed_log(n: usize) -> Result<Crashed, Box<dyn std::error::Error>> {
     let (p, dir, mut log) = new_log(small_config())?;
     for i in 0..n {
         log.append(&build_batch(2, 30, 100 + i as i64, None), opts(0))?;
@@ -439,5 +441,105 @@ fn leader_epochs_answer_offset_for_leader_epoch() -> TestResult {
     log.close()?;
     let log = open(&dir, small_config())?;
     assert_eq!(log.end_offset_for_epoch(7), Some((3, 10)));
+    Ok(())
+}
+
+/// Allocated bytes of the index files in `dir` (sparse files count only what they use).
+fn index_disk_bytes(dir: &Path) -> Result<u64, Box<dyn std::error::Error>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("index" | "timeindex")
+        ) {
+            total += std::fs::metadata(&p)?.blocks() * 512;
+        }
+    }
+    Ok(total)
+}
+
+#[test]
+fn reopening_does_not_inflate_the_indexes_of_closed_segments() -> TestResult {
+    let c = LogConfig {
+        segment_index_bytes: 1 << 20,
+        ..small_config()
+    };
+    let (_p, dir, mut log) = new_log(c.clone())?;
+    for i in 0..60 {
+        log.append(&build_batch(3, 100, 10 + i, None), opts(0))?;
+    }
+    log.close()?;
+    let before = index_disk_bytes(&dir)?;
+    for _ in 0..2 {
+        let (log, _) = Log::open(&dir, c.clone(), 0)?;
+        log.close()?;
+    }
+    let (mut log, _) = Log::open(&dir, c.clone(), 0)?;
+    log.append(&build_batch(3, 100, 99, None), opts(0))?;
+    drop(log); // a crash: the active segment's preallocated indexes get recovered
+    let (log, _) = Log::open(&dir, c.clone(), 0)?;
+    log.close()?;
+    let after = index_disk_bytes(&dir)?;
+    // Zeroing a whole preallocated index on open used to allocate every page of it.
+    assert!(
+        after <= before + 64 * 1024,
+        "index files grew from {before} to {after} bytes on disk"
+    );
+    for e in std::fs::read_dir(&dir)? {
+        let p = e?.path();
+        if p.extension().and_then(|e| e.to_str()) == Some("index") {
+            assert!(
+                std::fs::metadata(&p)?.len() < 4096,
+                "{p:?} was left preallocated"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_index_interval_of_zero_keeps_its_index_across_reopens() -> TestResult {
+    let c = LogConfig {
+        index_interval_bytes: 0,
+        ..small_config()
+    };
+    let (_p, dir, mut log) = new_log(c.clone())?;
+    for i in 0..40 {
+        log.append(&build_batch(2, 50, 10 + i, None), opts(0))?;
+    }
+    let all = read_all(&log, 0)?;
+    log.close()?;
+    for _ in 0..2 {
+        let (log, report) = Log::open(&dir, c.clone(), 0)?;
+        // An entry at position 0 used to make the index look zeroed: dropped on every load.
+        assert_eq!(report.segments_scanned, 0);
+        assert_eq!(read_all(&log, 0)?, all);
+        log.close()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_lost_index_of_a_loaded_segment_is_rebuilt() -> TestResult {
+    let (_p, dir, mut log) = new_log(small_config())?;
+    for i in 0..60 {
+        log.append(&build_batch(2, 60, 10 + i, None), opts(0))?;
+    }
+    let all = read_all(&log, 0)?;
+    log.close()?;
+    // A clean shutdown: nothing would be scanned. Lose a closed segment's indexes.
+    let first = dir.join(format!("{:020}.index", 0));
+    std::fs::remove_file(&first)?;
+    std::fs::write(dir.join(format!("{:020}.timeindex", 0)), b"")?;
+    let (log, report) = Log::open(&dir, small_config(), 0)?;
+    assert_eq!(report.segments_scanned, 1, "the segment is scanned again");
+    assert!(std::fs::metadata(&first)?.len() > 0, "its index is rebuilt");
+    assert_eq!(read_all(&log, 0)?, all);
+    assert_eq!(
+        log.lookup_offset(OffsetSpec::Timestamp(11))?.map(|x| x.0),
+        Some(2)
+    );
     Ok(())
 }

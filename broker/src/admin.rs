@@ -1,0 +1,74 @@
+//! The admin HTTP listener: Prometheus `/metrics` and `/health`. Later features mount their
+//! admin endpoints here.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Broker;
+
+async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    let mut parts = Vec::new();
+    for t in broker.topics() {
+        for p in &t.partitions {
+            if let Ok(log) = p.log() {
+                if let Ok(l) = log.read() {
+                    parts.push((
+                        t.meta.name.clone(),
+                        p.tp.partition,
+                        l.log_start_offset(),
+                        l.log_end_offset(),
+                        l.size_bytes(),
+                    ));
+                }
+            }
+        }
+    }
+    let body = broker.metrics.render(&parts);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    let offline: Vec<String> = broker
+        .topics()
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.log().is_err())
+                .map(|p| p.tp.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if offline.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("offline partitions: {}\n", offline.join(", ")),
+        )
+    }
+}
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(broker)
+}
+
+pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: CancellationToken) {
+    let app = router(broker);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}

@@ -1,0 +1,32 @@
+//! CreatePartitions (v0-v3).
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::{sb, Ctx};
+
+pub(super) async fn handle(
+    ctx: &Ctx<'_>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let r = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(
+            match ctx
+                .broker
+                .create_partitions(&name, t.count, req.validate_only)
+                .await
+            {
+                Ok(()) => r,
+                Err((code, msg)) => {
+                    ctx.broker.metrics.error(ctx.api, code.code());
+                    r.with_error_code(code.code())
+                        .with_error_message(Some(sb(msg)))
+                }
+            },
+        );
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

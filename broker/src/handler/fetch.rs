@@ -1,0 +1,381 @@
+//! Fetch (v4-v16): long poll on max_wait_ms/min_bytes (answered as soon as enough data arrives),
+//! max_bytes and partition_max_bytes (at least one batch when the response is still empty, as
+//! KIP-74 says), KIP-227 fetch sessions, records served as the log stores them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use uuid::Uuid;
+
+use super::{sb, Ctx};
+use crate::error::log_error_code;
+use crate::fetch_session::{SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
+use crate::partition::LEADER_EPOCH;
+use crate::state::{now_ms, Broker};
+
+/// One partition to answer for.
+#[derive(Debug, Clone)]
+struct Want {
+    topic: String,
+    topic_id: Uuid,
+    partition: i32,
+    fetch_offset: i64,
+    max_bytes: i32,
+    current_leader_epoch: i32,
+}
+
+/// What was read for one partition.
+struct Got {
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Option<Bytes>,
+}
+
+fn top_level_error(code: ResponseError) -> FetchResponse {
+    FetchResponse::default().with_error_code(code.code())
+}
+
+impl From<&SessionPartition> for Want {
+    fn from(p: &SessionPartition) -> Self {
+        Want {
+            topic: p.topic.clone(),
+            topic_id: p.topic_id,
+            partition: p.partition,
+            fetch_offset: p.fetch_offset,
+            max_bytes: p.max_bytes,
+            current_leader_epoch: p.current_leader_epoch,
+        }
+    }
+}
+
+fn to_session(w: &Want) -> SessionPartition {
+    SessionPartition {
+        topic: w.topic.clone(),
+        topic_id: w.topic_id,
+        partition: w.partition,
+        fetch_offset: w.fetch_offset,
+        max_bytes: w.max_bytes,
+        current_leader_epoch: w.current_leader_epoch,
+        sent_high_watermark: None,
+        sent_log_start_offset: None,
+    }
+}
+
+/// Resolves topic names from ids (v13+) and lists the partitions the request names.
+fn requested(ctx: &Ctx<'_>, req: &FetchRequest) -> Vec<Want> {
+    let by_id = ctx.version >= 13;
+    let mut out = Vec::new();
+    for t in &req.topics {
+        let (topic, topic_id) = if by_id {
+            match ctx.broker.topic_by_id(&t.topic_id) {
+                Some(topic) => (topic.meta.name.clone(), t.topic_id),
+                None => (String::new(), t.topic_id),
+            }
+        } else {
+            let name = t.topic.0.to_string();
+            let id = ctx.broker.topic(&name).map_or(Uuid::nil(), |t| t.meta.id);
+            (name, id)
+        };
+        for p in &t.partitions {
+            out.push(Want {
+                topic: topic.clone(),
+                topic_id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
+            });
+        }
+    }
+    out
+}
+
+/// Reads every wanted partition (blocking: runs in `spawn_blocking`).
+fn read_partitions(
+    broker: &Broker,
+    wants: &[Want],
+    max_bytes: usize,
+    by_id: bool,
+) -> (Vec<Got>, usize) {
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(wants.len());
+    for w in wants {
+        let missing = if by_id && w.topic.is_empty() {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        let err = |code: i16| Got {
+            error: code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: None,
+        };
+        let Some(partition) = broker.partition(&w.topic, w.partition) else {
+            out.push(err(missing.code()));
+            continue;
+        };
+        if w.current_leader_epoch > LEADER_EPOCH {
+            out.push(err(ResponseError::UnknownLeaderEpoch.code()));
+            continue;
+        }
+        if w.current_leader_epoch >= 0 && w.current_leader_epoch < LEADER_EPOCH {
+            out.push(err(ResponseError::FencedLeaderEpoch.code()));
+            continue;
+        }
+        let log = match partition.log() {
+            Ok(l) => l,
+            Err(_) => {
+                out.push(err(ResponseError::KafkaStorageError.code()));
+                continue;
+            }
+        };
+        let budget = (w.max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+        let read = {
+            let guard = match log.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let hw = guard.high_watermark();
+            guard.read(w.fetch_offset, budget, hw, total == 0)
+        };
+        match read {
+            Ok(info) => {
+                let records = match info.region {
+                    Some(region) if budget > 0 || total == 0 => {
+                        let mut buf = Vec::with_capacity(region.len() as usize);
+                        match region.read_into(&mut buf) {
+                            Ok(()) => {
+                                total += buf.len();
+                                Some(Bytes::from(buf))
+                            }
+                            Err(e) => {
+                                tracing::error!(partition = %partition.tp, error = %e, "fetch read failed");
+                                out.push(err(log_error_code(&e)));
+                                continue;
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                out.push(Got {
+                    error: 0,
+                    high_watermark: info.high_watermark,
+                    log_start_offset: info.log_start_offset,
+                    records,
+                });
+            }
+            Err(e) => {
+                let (hw, start) = {
+                    let g = match log.read() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    (g.high_watermark(), g.log_start_offset())
+                };
+                out.push(Got {
+                    error: log_error_code(&e),
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    records: None,
+                });
+            }
+        }
+    }
+    (out, total)
+}
+
+pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+    let broker = ctx.broker;
+    let now = now_ms();
+    let by_id = ctx.version >= 13;
+    let request_wants = requested(ctx, &req);
+    // KIP-227 session handling.
+    let (session_id, incremental, wants) = {
+        let mut cache = match broker.fetch_sessions.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        match (req.session_id, req.session_epoch) {
+            (0, FINAL_EPOCH) => (0, false, request_wants),
+            (0, INITIAL_EPOCH) if ctx.version >= 7 => {
+                let id = cache.create(request_wants.iter().map(to_session).collect(), now);
+                (id, false, request_wants)
+            }
+            (0, _) => (0, false, request_wants),
+            (id, FINAL_EPOCH) => {
+                cache.remove(id);
+                (0, false, request_wants)
+            }
+            (id, INITIAL_EPOCH) => {
+                // A new full session replacing an old one.
+                cache.remove(id);
+                let id = cache.create(request_wants.iter().map(to_session).collect(), now);
+                (id, false, request_wants)
+            }
+            (id, epoch) => {
+                let Some(session) = cache.get_mut(id) else {
+                    broker
+                        .metrics
+                        .error(ctx.api, ResponseError::FetchSessionIdNotFound.code());
+                    return top_level_error(ResponseError::FetchSessionIdNotFound);
+                };
+                if session.epoch != epoch {
+                    broker
+                        .metrics
+                        .error(ctx.api, ResponseError::InvalidFetchSessionEpoch.code());
+                    return top_level_error(ResponseError::InvalidFetchSessionEpoch);
+                }
+                session.epoch = session.epoch.wrapping_add(1).max(1);
+                session.last_used_ms = now;
+                for w in &request_wants {
+                    match session.partitions.iter_mut().find(|p| {
+                        p.topic_id == w.topic_id && p.topic == w.topic && p.partition == w.partition
+                    }) {
+                        Some(p) => {
+                            p.fetch_offset = w.fetch_offset;
+                            p.max_bytes = w.max_bytes;
+                            p.current_leader_epoch = w.current_leader_epoch;
+                        }
+                        None => session.partitions.push(to_session(w)),
+                    }
+                }
+                for f in &req.forgotten_topics_data {
+                    let (name, fid) = if by_id {
+                        (None, f.topic_id)
+                    } else {
+                        (Some(f.topic.0.to_string()), Uuid::nil())
+                    };
+                    session.partitions.retain(|p| {
+                        let same_topic = match &name {
+                            Some(n) => &p.topic == n,
+                            None => p.topic_id == fid,
+                        };
+                        !(same_topic && f.partitions.contains(&p.partition))
+                    });
+                }
+                (
+                    id,
+                    true,
+                    session.partitions.iter().map(Want::from).collect(),
+                )
+            }
+        }
+    };
+
+    let max_bytes = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut appended = broker.appended.subscribe();
+    let wants = Arc::new(wants);
+    let got = loop {
+        appended.borrow_and_update();
+        let b = Arc::clone(broker);
+        let w = Arc::clone(&wants);
+        let (got, total) =
+            match tokio::task::spawn_blocking(move || read_partitions(&b, &w, max_bytes, by_id))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "fetch read task failed");
+                    return top_level_error(ResponseError::UnknownServerError);
+                }
+            };
+        let has_error = got.iter().any(|g| g.error != 0);
+        if total >= min_bytes
+            || has_error
+            || tokio::time::Instant::now() >= deadline
+            || ctx.shutdown.is_cancelled()
+        {
+            break got;
+        }
+        tokio::select! {
+            _ = appended.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = ctx.shutdown.cancelled() => {}
+        }
+    };
+
+    // For an incremental session, answer only partitions with news, and remember what was sent.
+    let mut include = vec![true; wants.len()];
+    if session_id != 0 {
+        let mut cache = match broker.fetch_sessions.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(session) = cache.get_mut(session_id) {
+            for (i, (w, g)) in wants.iter().zip(&got).enumerate() {
+                if let Some(p) = session.partitions.iter_mut().find(|p| {
+                    p.topic == w.topic && p.topic_id == w.topic_id && p.partition == w.partition
+                }) {
+                    let changed = g.records.as_ref().is_some_and(|r| !r.is_empty())
+                        || g.error != 0
+                        || p.sent_high_watermark != Some(g.high_watermark)
+                        || p.sent_log_start_offset != Some(g.log_start_offset);
+                    if incremental {
+                        include[i] = changed;
+                    }
+                    p.sent_high_watermark = Some(g.high_watermark);
+                    p.sent_log_start_offset = Some(g.log_start_offset);
+                }
+            }
+        }
+    }
+
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    for ((w, g), inc) in wants.iter().zip(got).zip(include) {
+        if !inc {
+            continue;
+        }
+        broker.metrics.error(ctx.api, g.error);
+        let pd = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_error_code(g.error)
+            .with_high_watermark(g.high_watermark)
+            .with_last_stable_offset(g.high_watermark)
+            .with_log_start_offset(if ctx.version >= 5 {
+                g.log_start_offset
+            } else {
+                -1
+            })
+            .with_aborted_transactions(if req.isolation_level == 1 {
+                Some(Vec::new())
+            } else {
+                None
+            })
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+            // Kafka always sends a (possibly empty) record set, never null; clients reject null.
+            .with_records(Some(g.records.unwrap_or_default()));
+        let same = responses.last().is_some_and(|t| {
+            if by_id {
+                t.topic_id == w.topic_id
+            } else {
+                t.topic.0.as_str() == w.topic
+            }
+        });
+        if same {
+            if let Some(t) = responses.last_mut() {
+                t.partitions.push(pd);
+            }
+        } else {
+            responses.push(
+                if by_id {
+                    FetchableTopicResponse::default().with_topic_id(w.topic_id)
+                } else {
+                    FetchableTopicResponse::default().with_topic(TopicName(sb(w.topic.clone())))
+                }
+                .with_partitions(vec![pd]),
+            );
+        }
+    }
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(responses)
+}

@@ -1,0 +1,89 @@
+//! ListOffsets (v1-v8): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), by
+//! time.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use log_store::OffsetSpec;
+
+use super::Ctx;
+use crate::error::log_error_code;
+use crate::partition::LEADER_EPOCH;
+
+fn spec(timestamp: i64) -> Option<OffsetSpec> {
+    Some(match timestamp {
+        -1 => OffsetSpec::Latest,
+        -2 | -4 => OffsetSpec::Earliest,
+        -3 => OffsetSpec::MaxTimestamp,
+        t if t >= 0 => OffsetSpec::Timestamp(t),
+        _ => return None,
+    })
+}
+
+pub(super) async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let broker = std::sync::Arc::clone(ctx.broker);
+    let version = ctx.version;
+    let topics = tokio::task::spawn_blocking(move || {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let resp = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(-1);
+                        let Some(partition) = broker.partition(&name, p.partition_index) else {
+                            return resp
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        };
+                        if p.current_leader_epoch > LEADER_EPOCH {
+                            return resp.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                        }
+                        if p.current_leader_epoch >= 0 && p.current_leader_epoch < LEADER_EPOCH {
+                            return resp.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                        }
+                        let Some(spec) = spec(p.timestamp) else {
+                            return resp.with_error_code(ResponseError::InvalidRequest.code());
+                        };
+                        if p.timestamp == -3 && version < 7 {
+                            return resp.with_error_code(ResponseError::UnsupportedVersion.code());
+                        }
+                        let Ok(log) = partition.log() else {
+                            return resp.with_error_code(ResponseError::KafkaStorageError.code());
+                        };
+                        let found = match log.read() {
+                            Ok(g) => g.lookup_offset(spec),
+                            Err(p) => p.into_inner().lookup_offset(spec),
+                        };
+                        match found {
+                            Ok(Some((offset, ts))) => resp
+                                .with_offset(offset)
+                                .with_timestamp(ts)
+                                .with_leader_epoch(if version >= 4 { LEADER_EPOCH } else { -1 }),
+                            Ok(None) => resp,
+                            Err(e) => resp.with_error_code(log_error_code(&e)),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for t in &topics {
+        for p in &t.partitions {
+            ctx.broker.metrics.error(ctx.api, p.error_code);
+        }
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

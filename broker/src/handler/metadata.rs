@@ -1,0 +1,148 @@
+//! Metadata (v0-v12), with auto-creation per `auto.create.topics.enable`.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use uuid::Uuid;
+
+use super::{sb, Ctx};
+use crate::partition::LEADER_EPOCH;
+use crate::topic::Topic;
+
+fn describe(ctx: &Ctx<'_>, t: &Topic) -> MetadataResponseTopic {
+    let v = ctx.version;
+    let node = BrokerId(ctx.broker.config.node_id);
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let error = match p.log() {
+                Ok(_) => 0,
+                Err(_) => ResponseError::KafkaStorageError.code(),
+            };
+            MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_partition_index(i as i32)
+                .with_leader_id(node)
+                .with_leader_epoch(if v >= 7 { LEADER_EPOCH } else { -1 })
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(sb(t.meta.name.clone()))))
+        .with_topic_id(if v >= 10 { t.meta.id } else { Uuid::nil() })
+        .with_is_internal(v >= 1 && t.is_internal())
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+fn error_topic(version: i16, name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTopic {
+    let id = if version >= 10 { id } else { Uuid::nil() };
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name.map(|n| TopicName(sb(n))))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
+    let b = ctx.broker;
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let wanted = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && ctx.version == 0 => None,
+        Some(t) => Some(t),
+    };
+    let allow_auto_create = ctx.version < 4 || req.allow_auto_topic_creation;
+    let topics = match wanted {
+        None => b.topics().iter().map(|t| describe(ctx, t)).collect(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for t in list {
+                match t.name {
+                    Some(name) => {
+                        let name = name.0.to_string();
+                        match b.topic(&name) {
+                            Some(topic) => out.push(describe(ctx, &topic)),
+                            None if allow_auto_create && b.config.auto_create_topics_enable => {
+                                match b
+                                    .create_topic(
+                                        &name,
+                                        b.config.num_partitions,
+                                        BTreeMap::new(),
+                                        false,
+                                    )
+                                    .await
+                                {
+                                    Ok(topic) => out.push(describe(ctx, &topic)),
+                                    Err((ResponseError::TopicAlreadyExists, _)) => {
+                                        match b.topic(&name) {
+                                            Some(topic) => out.push(describe(ctx, &topic)),
+                                            None => out.push(error_topic(
+                                                ctx.version,
+                                                Some(name),
+                                                Uuid::nil(),
+                                                ResponseError::LeaderNotAvailable.code(),
+                                            )),
+                                        }
+                                    }
+                                    Err((code, msg)) => {
+                                        tracing::debug!(topic = %name, error = %msg, "auto-create refused");
+                                        out.push(error_topic(
+                                            ctx.version,
+                                            Some(name),
+                                            Uuid::nil(),
+                                            code.code(),
+                                        ))
+                                    }
+                                }
+                            }
+                            None => out.push(error_topic(
+                                ctx.version,
+                                Some(name),
+                                Uuid::nil(),
+                                ResponseError::UnknownTopicOrPartition.code(),
+                            )),
+                        }
+                    }
+                    None => match b.topic_by_id(&t.topic_id) {
+                        Some(topic) => out.push(describe(ctx, &topic)),
+                        None => out.push(error_topic(
+                            ctx.version,
+                            None,
+                            t.topic_id,
+                            ResponseError::UnknownTopicId.code(),
+                        )),
+                    },
+                }
+            }
+            out
+        }
+    };
+    for t in &topics {
+        b.metrics.error(ctx.api, t.error_code);
+    }
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(b.config.node_id))
+            .with_host(sb(b.config.advertised_host.clone()))
+            .with_port(b.config.advertised_port as i32)])
+        .with_cluster_id(if ctx.version >= 2 {
+            Some(sb(b.cluster_id.clone()))
+        } else {
+            None
+        })
+        .with_controller_id(BrokerId(if ctx.version >= 1 {
+            b.config.node_id
+        } else {
+            -1
+        }))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}

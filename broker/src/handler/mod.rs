@@ -1,0 +1,110 @@
+//! Request handlers, one file per API, and the table of versions the broker advertises.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Broker;
+
+mod api_versions;
+mod configs;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_log_dirs;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+pub use api_versions::unsupported_version_response;
+
+/// Every API the broker serves with the versions its handler implements. ApiVersions
+/// advertises exactly this table.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The version range served for `api_key`, if any.
+pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api_key)
+        .map(|(_, a, b)| (*a, *b))
+}
+
+/// Context of one request.
+pub struct Ctx<'a> {
+    pub broker: &'a Arc<Broker>,
+    pub version: i16,
+    /// Cancelled at shutdown: long polls answer early.
+    pub shutdown: &'a CancellationToken,
+    pub api: &'static str,
+}
+
+/// Runs the handler for a decoded request. `None`: no response is sent (produce acks=0).
+pub async fn handle(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
+    Some(match body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
+        RequestKind::Produce(r) => return produce::handle(ctx, r).await.map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(ctx, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await)
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(ctx, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
+        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe(ctx, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(ctx, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, r))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(ctx, r).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r))
+        }
+        other => {
+            // The connection checks `supported` before decoding, so this is a table mismatch.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
+            return None;
+        }
+    })
+}
+
+/// `StrBytes` from a `String`.
+pub(crate) fn sb(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

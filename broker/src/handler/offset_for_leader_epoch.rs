@@ -1,0 +1,62 @@
+//! OffsetForLeaderEpoch (v2-v4): the end offset of a leader epoch, for clients' truncation
+//! detection (KIP-320).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use super::Ctx;
+use crate::partition::LEADER_EPOCH;
+
+pub(super) fn handle(
+    ctx: &Ctx<'_>,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.topic.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let code = |e: ResponseError| {
+                        ctx.broker.metrics.error(ctx.api, e.code());
+                        e.code()
+                    };
+                    let Some(partition) = ctx.broker.partition(&name, p.partition) else {
+                        return r.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                    };
+                    if p.current_leader_epoch > LEADER_EPOCH {
+                        return r.with_error_code(code(ResponseError::UnknownLeaderEpoch));
+                    }
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < LEADER_EPOCH {
+                        return r.with_error_code(code(ResponseError::FencedLeaderEpoch));
+                    }
+                    let Ok(log) = partition.log() else {
+                        return r.with_error_code(code(ResponseError::KafkaStorageError));
+                    };
+                    let found = match log.read() {
+                        Ok(g) => g.end_offset_for_epoch(p.leader_epoch),
+                        Err(e) => e.into_inner().end_offset_for_epoch(p.leader_epoch),
+                    };
+                    match found {
+                        Some((epoch, end)) => r.with_leader_epoch(epoch).with_end_offset(end),
+                        None => r,
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

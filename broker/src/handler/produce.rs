@@ -1,0 +1,128 @@
+//! Produce (v3-v11): acks 0/1/all, per-partition errors, batches validated by the log and stored
+//! as received.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::Ctx;
+use crate::error::log_error_code;
+use crate::partition::PendingAppend;
+
+enum Slot {
+    Done(PartitionProduceResponse),
+    Pending(i32, PendingAppend),
+}
+
+fn from_result(
+    version: i16,
+    index: i32,
+    r: Result<log_store::AppendInfo, log_store::Error>,
+) -> PartitionProduceResponse {
+    match r {
+        Ok(info) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(info.base_offset)
+            .with_log_append_time_ms(info.log_append_time_ms)
+            .with_log_start_offset(if version >= 5 {
+                info.log_start_offset
+            } else {
+                -1
+            }),
+        Err(e) => {
+            tracing::debug!(error = %e, "produce refused");
+            let mut r = error_partition(index, log_error_code(&e));
+            if version >= 8 && matches!(e, log_store::Error::InvalidBatch(_)) {
+                r.error_message = Some(super::sb(e.to_string()));
+            }
+            r
+        }
+    }
+}
+
+fn error_partition(index: i32, code: i16) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+/// `None` for acks=0: Kafka sends no response at all.
+pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let valid_acks = matches!(acks, 0 | 1 | -1);
+    // Transactions are not supported yet: a transactional produce is refused the way Kafka
+    // refuses an unauthorised transactional id, so clients fail loudly instead of silently
+    // losing their guarantees.
+    // Queue every partition's append first, then wait: partitions append concurrently, each
+    // on its own actor, and acks=all rounds share fsyncs.
+    let mut queued = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let index = p.index;
+            if !valid_acks {
+                slots.push(Slot::Done(error_partition(
+                    index,
+                    ResponseError::InvalidRequiredAcks.code(),
+                )));
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                slots.push(Slot::Done(error_partition(
+                    index,
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                )));
+                continue;
+            }
+            let Some(partition) = ctx.broker.partition(&name, index) else {
+                slots.push(Slot::Done(error_partition(
+                    index,
+                    ResponseError::UnknownTopicOrPartition.code(),
+                )));
+                continue;
+            };
+            let Some(records) = p.records else {
+                slots.push(Slot::Done(error_partition(
+                    index,
+                    ResponseError::InvalidRecord.code(),
+                )));
+                continue;
+            };
+            slots.push(match partition.submit(records, acks == -1).await {
+                Ok(pending) => Slot::Pending(index, pending),
+                Err(e) => Slot::Done(from_result(ctx.version, index, Err(e))),
+            });
+        }
+        queued.push((topic.name, slots));
+    }
+    let mut topics = Vec::with_capacity(queued.len());
+    for (name, slots) in queued {
+        let mut partition_responses = Vec::with_capacity(slots.len());
+        for slot in slots {
+            partition_responses.push(match slot {
+                Slot::Done(r) => r,
+                Slot::Pending(index, pending) => {
+                    from_result(ctx.version, index, pending.wait().await)
+                }
+            });
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    for t in &topics {
+        for p in &t.partition_responses {
+            ctx.broker.metrics.error(ctx.api, p.error_code);
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}

@@ -1,0 +1,37 @@
+//! `sluice-broker`: the network server of Sluice. It serves the Kafka wire protocol on top of
+//! `log-store`, so that existing Kafka clients work unchanged.
+//!
+//! Layout:
+//! - [`config`]: broker configs with Kafka's names;
+//! - [`state`]: the shared [`state::Broker`]: topic registry, fetch sessions, metrics;
+//! - [`server`] and [`connection`]: the listener and one task per connection (frames are
+//!   size-checked before they are buffered, requests answered in order);
+//! - [`handler`]: one file per Kafka API, and the version table ApiVersions advertises;
+//! - [`partition`]: a partition's log and its append actor (group-committed fsyncs);
+//! - [`admin`]: `/metrics` and `/health`; [`background`]: retention, flushes, checkpoints.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let mut config = sluice_broker::config::BrokerConfig::default();
+//! config.data_dir = "/tmp/sluice-demo".into();
+//! let broker = sluice_broker::state::Broker::open(config)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9092").await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! sluice_broker::server::run(broker.clone(), listener, shutdown).await;
+//! broker.close_all();
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod alloc;
+pub mod background;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod fetch_session;
+pub mod handler;
+pub mod metrics;
+pub mod partition;
+pub mod server;
+pub mod state;
+pub mod topic;

@@ -1,0 +1,191 @@
+//! The `sluice` binary: `sluice serve` (the default) runs the broker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sluice_broker::config::BrokerConfig;
+use sluice_broker::state::Broker;
+use sluice_broker::{admin, background, server};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOC: sluice_broker::alloc::GuardedAlloc = sluice_broker::alloc::GuardedAlloc;
+
+/// Sluice: a Kafka-compatible broker with built-in stream operators.
+///
+/// With no subcommand, runs `sluice serve`: the broker on 127.0.0.1:9092 with data in
+/// ./sluice-data.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct ServeArgs {
+    /// Address for Kafka clients [default: 127.0.0.1:9092]. Port 0 picks a free port; the port
+    /// actually bound is advertised unless `advertised.listeners` is set.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<SocketAddr>,
+    /// Data directory; created if missing [default: ./sluice-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Admin HTTP address for Prometheus /metrics and /health [default: 127.0.0.1:9644];
+    /// `off` disables it.
+    #[arg(long, value_name = "HOST:PORT|off")]
+    admin_listen: Option<String>,
+    /// A TOML file of Kafka broker configs, e.g. `"log.retention.ms" = 3600000`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A Kafka broker config, repeatable; applied after --config. Supported names:
+    /// listeners, advertised.listeners, log.dirs, node.id, auto.create.topics.enable,
+    /// num.partitions, default.replication.factor (1), delete.topic.enable,
+    /// socket.request.max.bytes, max.connections, message.max.bytes, fetch.max.bytes,
+    /// log.segment.bytes, log.roll.ms, log.roll.hours, log.index.size.max.bytes,
+    /// log.index.interval.bytes, log.retention.ms, log.retention.minutes, log.retention.hours,
+    /// log.retention.bytes, log.retention.check.interval.ms, log.cleanup.policy,
+    /// log.flush.interval.messages, log.flush.interval.ms, log.flush.scheduler.interval.ms,
+    /// log.flush.offset.checkpoint.interval.ms, log.message.timestamp.type, log.cleaner.enable,
+    /// log.cleaner.backoff.ms, log.cleaner.delete.retention.ms, log.cleaner.min.cleanable.ratio,
+    /// log.cleaner.min.compaction.lag.ms, log.cleaner.max.compaction.lag.ms,
+    /// max.incremental.fetch.session.cache.slots.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
+    let mut c = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        c.load_file(path)?;
+    }
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set takes KEY=VALUE, not {kv:?}"))?;
+        c.set(k.trim(), v.trim())?;
+    }
+    if let Some(l) = args.listen {
+        c.listen = l;
+        if !c.explicit.contains_key("advertised.listeners") {
+            c.advertised_host = l.ip().to_string();
+            c.advertised_port = l.port();
+        }
+    }
+    if let Some(d) = &args.data_dir {
+        c.data_dir = d.clone();
+    }
+    match args.admin_listen.as_deref() {
+        None => {}
+        Some("off") => c.admin_listen = None,
+        Some(a) => {
+            c.admin_listen = Some(
+                a.parse()
+                    .with_context(|| format!("--admin-listen: bad address {a:?}"))?,
+            )
+        }
+    }
+    Ok(c)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = build_config(&args)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    if !config.explicit.contains_key("advertised.listeners") {
+        config.advertised_port = bound.port();
+    }
+    let admin_listener = match config.admin_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on admin address {a}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let broker = tokio::task::block_in_place(|| Broker::open(config))?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(l) = admin_listener {
+        tasks.spawn(admin::run(Arc::clone(&broker), l, shutdown.clone()));
+    }
+    tasks.spawn(background::run(Arc::clone(&broker), shutdown.clone()));
+    let kafka = tokio::spawn(server::run(Arc::clone(&broker), listener, shutdown.clone()));
+    tracing::info!(
+        kafka = %bound,
+        admin = %admin_addr.map_or("off".to_string(), |a| a.to_string()),
+        data_dir = %broker.config.data_dir.display(),
+        topics = broker.topics().len(),
+        "sluice ready"
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    shutdown.cancel();
+    let _ = kafka.await;
+    while tasks.join_next().await.is_some() {}
+    let b = Arc::clone(&broker);
+    tokio::task::spawn_blocking(move || b.close_all()).await?;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGTERM handler");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => serve(ServeArgs::default()).await,
+            Some(Command::Serve(args)) => serve(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! The broker's shared state: config, the topic registry, fetch sessions, metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context;
+use kafka_protocol::error::ResponseError;
+use log_store::{Log, TopicPartition};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
+use crate::metrics::Metrics;
+use crate::partition::Partition;
+use crate::topic::{effective_config, validate_name, Topic, TopicMeta};
+
+/// An error for one topic in an admin request: Kafka code and message.
+pub type TopicError = (ResponseError, String);
+
+#[derive(Default)]
+struct Topics {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, String>,
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    topics: RwLock<Topics>,
+    /// Bumped after every append round; long-polling fetches wait on it.
+    pub appended: Arc<watch::Sender<u64>>,
+    pub metrics: Metrics,
+    pub fetch_sessions: Mutex<FetchSessionCache>,
+    /// Serialises topic creation, deletion and config changes so that the metadata files and
+    /// the registry always agree.
+    admin: tokio::sync::Mutex<()>,
+    /// Held for the broker's lifetime: a second broker on this data dir is refused.
+    _lock: File,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn read_or_create_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = Uuid::new_v4().simple().to_string();
+    let tmp = data_dir.join("meta.properties.tmp");
+    std::fs::write(
+        &tmp,
+        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
+    )?;
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    File::open(data_dir)?.sync_all()?;
+    Ok(id)
+}
+
+impl Broker {
+    /// Locks the data dir, loads every topic and recovers its partitions. A partition that
+    /// cannot be opened is taken offline with its error; the others serve.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "data dir {} is in use by another sluice process (lock held on {})",
+                dir.display(),
+                lock_path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
+            }
+        }
+        let cluster_id = read_or_create_cluster_id(&dir, config.node_id)?;
+        // Finish deletions that a crash interrupted.
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with("-delete") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let broker = Arc::new(Broker {
+            metrics: Metrics::new(),
+            fetch_sessions: Mutex::new(FetchSessionCache::new(
+                config.max_incremental_fetch_session_cache_slots,
+            )),
+            cluster_id,
+            topics: RwLock::new(Topics::default()),
+            appended: Arc::new(watch::channel(0u64).0),
+            admin: tokio::sync::Mutex::new(()),
+            _lock: lock,
+            config,
+        });
+        let metas = TopicMeta::load_all(&dir)?;
+        for meta in metas {
+            let topic = broker.open_topic(meta, false);
+            let mut t = broker.topics_write();
+            t.by_id.insert(topic.meta.id, topic.meta.name.clone());
+            t.by_name.insert(topic.meta.name.clone(), topic);
+        }
+        Ok(broker)
+    }
+
+    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, Topics> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens (or creates) every partition log of a topic.
+    fn open_topic(&self, meta: TopicMeta, create: bool) -> Arc<Topic> {
+        let config = match effective_config(&self.config.log_defaults, &meta.configs) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(topic = %meta.name, error = %e, "invalid stored topic config; using broker defaults");
+                self.config.log_defaults.clone()
+            }
+        };
+        let now = now_ms();
+        let partitions = (0..meta.partitions)
+            .map(|p| {
+                self.open_partition(
+                    TopicPartition::new(meta.name.clone(), p),
+                    &config,
+                    create,
+                    now,
+                )
+            })
+            .collect();
+        Arc::new(Topic {
+            meta,
+            config,
+            partitions,
+        })
+    }
+
+    fn open_partition(
+        &self,
+        tp: TopicPartition,
+        config: &log_store::LogConfig,
+        create: bool,
+        now: i64,
+    ) -> Arc<Partition> {
+        let dir = self.config.data_dir.join(tp.dir_name());
+        let opened = if create || !dir.exists() {
+            Log::create(&self.config.data_dir, &tp, config.clone(), now)
+        } else {
+            Log::open(&dir, config.clone(), now)
+        };
+        match opened {
+            Ok((log, report)) => {
+                if report.truncated_bytes > 0 || report.segments_scanned > 0 {
+                    tracing::info!(partition = %tp, ?report, "recovered partition");
+                }
+                Partition::online(tp, log, Arc::clone(&self.appended))
+            }
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "partition is offline: its log could not be opened");
+                Partition::offline(tp, e.to_string())
+            }
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics_read().by_name.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        let t = self.topics_read();
+        t.by_id.get(id).and_then(|n| t.by_name.get(n)).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.topics_read().by_name.values().cloned().collect();
+        v.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        v
+    }
+
+    /// The partition, or UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let t = self.topic(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p).cloned())
+    }
+
+    /// Creates a topic (CreateTopics and auto-creation).
+    pub async fn create_topic(
+        self: &Arc<Self>,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_name(name).map_err(|e| (ResponseError::InvalidTopicException, e))?;
+        if partitions < 1 {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("number of partitions must be at least 1, not {partitions}"),
+            ));
+        }
+        if partitions > 100_000 {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("{partitions} partitions is more than this broker allows (100000)"),
+            ));
+        }
+        for k in configs.keys() {
+            if !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()) {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("unknown topic config {k:?}"),
+                ));
+            }
+        }
+        effective_config(&self.config.log_defaults, &configs)
+            .map_err(|e| (ResponseError::InvalidConfig, e))?;
+        let _guard = self.admin.lock().await;
+        if let Some(t) = self.topic(name) {
+            return Err((
+                ResponseError::TopicAlreadyExists,
+                format!("topic {:?} already exists", t.meta.name),
+            ));
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                config: effective_config(&self.config.log_defaults, &meta.configs)
+                    .map_err(|e| (ResponseError::InvalidConfig, e))?,
+                meta,
+                partitions: Vec::new(),
+            }));
+        }
+        let broker = Arc::clone(self);
+        let handle = tokio::runtime::Handle::current();
+        let topic = tokio::task::spawn_blocking(move || -> Result<Arc<Topic>, TopicError> {
+            let _rt = handle.enter();
+            meta.save(&broker.config.data_dir).map_err(|e| {
+                (
+                    ResponseError::KafkaStorageError,
+                    format!("cannot persist topic metadata: {e}"),
+                )
+            })?;
+            Ok(broker.open_topic(meta, true))
+        })
+        .await
+        .map_err(|e| (ResponseError::UnknownServerError, e.to_string()))??;
+        let mut t = self.topics_write();
+        t.by_id.insert(topic.meta.id, topic.meta.name.clone());
+        t.by_name
+            .insert(topic.meta.name.clone(), Arc::clone(&topic));
+        drop(t);
+        tracing::info!(topic = %name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: its metadata first (atomic), then its partition directories, renamed
+    /// out of the way and removed in the background.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        if !self.config.delete_topic_enable {
+            return Err((
+                ResponseError::TopicDeletionDisabled,
+                "delete.topic.enable is false".into(),
+            ));
+        }
+        let _guard = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name:?} does not exist"),
+            )
+        })?;
+        TopicMeta::remove(&self.config.data_dir, name).map_err(|e| {
+            (
+                ResponseError::KafkaStorageError,
+                format!("cannot remove topic metadata: {e}"),
+            )
+        })?;
+        {
+            let mut t = self.topics_write();
+            t.by_name.remove(name);
+            t.by_id.remove(&topic.meta.id);
+        }
+        let data_dir = self.config.data_dir.clone();
+        let id = topic.meta.id;
+        let dirs: Vec<_> = topic.partitions.iter().map(|p| p.tp.dir_name()).collect();
+        drop(topic);
+        tokio::task::spawn_blocking(move || {
+            for d in dirs {
+                let from = data_dir.join(&d);
+                let to = data_dir.join(format!("{d}.{}-delete", id.simple()));
+                if std::fs::rename(&from, &to).is_ok() {
+                    let _ = std::fs::remove_dir_all(&to);
+                }
+            }
+        });
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(id)
+    }
+
+    /// Replaces a topic's config overrides (AlterConfigs, IncrementalAlterConfigs); applied to
+    /// every partition at once.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        for k in configs.keys() {
+            if !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()) {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("unknown topic config {k:?}"),
+                ));
+            }
+        }
+        let config = effective_config(&self.config.log_defaults, &configs)
+            .map_err(|e| (ResponseError::InvalidConfig, e))?;
+        let _guard = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name:?} does not exist"),
+            )
+        })?;
+        if validate_only {
+            return Ok(());
+        }
+        let meta = TopicMeta {
+            configs,
+            ..topic.meta.clone()
+        };
+        meta.save(&self.config.data_dir).map_err(|e| {
+            (
+                ResponseError::KafkaStorageError,
+                format!("cannot persist topic metadata: {e}"),
+            )
+        })?;
+        for p in &topic.partitions {
+            if let Ok(log) = p.log() {
+                if let Ok(mut l) = log.write() {
+                    l.set_config(config.clone());
+                }
+            }
+        }
+        let new = Arc::new(Topic {
+            meta,
+            config,
+            partitions: topic.partitions.clone(),
+        });
+        self.topics_write().by_name.insert(name.to_string(), new);
+        Ok(())
+    }
+
+    /// CreatePartitions: grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name:?} does not exist"),
+            )
+        })?;
+        let current = topic.meta.partitions;
+        if count <= current {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("topic currently has {current} partitions, which is higher than or equal to the requested {count}"),
+            ));
+        }
+        if count > 100_000 {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("{count} partitions is more than this broker allows (100000)"),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let meta = TopicMeta {
+            partitions: count,
+            ..topic.meta.clone()
+        };
+        meta.save(&self.config.data_dir).map_err(|e| {
+            (
+                ResponseError::KafkaStorageError,
+                format!("cannot persist topic metadata: {e}"),
+            )
+        })?;
+        let now = now_ms();
+        let mut partitions = topic.partitions.clone();
+        for p in current..count {
+            partitions.push(self.open_partition(
+                TopicPartition::new(name, p),
+                &topic.config,
+                true,
+                now,
+            ));
+        }
+        let new = Arc::new(Topic {
+            meta,
+            config: topic.config.clone(),
+            partitions,
+        });
+        self.topics_write().by_name.insert(name.to_string(), new);
+        Ok(())
+    }
+
+    /// Clean shutdown: flush and close every log, writing the clean-shutdown checkpoints.
+    pub fn close_all(&self) {
+        let topics: Vec<_> = self
+            .topics_write()
+            .by_name
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for t in topics {
+            for p in &t.partitions {
+                if let Ok(log) = p.log() {
+                    let mut l = match log.write() {
+                        Ok(l) => l,
+                        Err(p) => p.into_inner(),
+                    };
+                    if let Err(e) = l.flush().and_then(|_| l.close_in_place()) {
+                        tracing::error!(partition = %p.tp, error = %e, "clean close failed");
+                    }
+                }
+            }
+        }
+    }
+}
