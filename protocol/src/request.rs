@@ -50,7 +50,7 @@ pub fn peek_header(frame: &[u8]) -> Result<(i16, i16, i32), DecodeError> {
     Ok((b.get_i16(), b.get_i16(), b.get_i32()))
 }
 
-/// Decodes a whole request frame (without its size prefix). The body must be consumed exactly.
+/// Decodes a whole request frame (without its size prefix).
 pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
     let (key, version, correlation_id) = peek_header(&frame)?;
     let api_key = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApiKey {
@@ -77,12 +77,8 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
         .map_err(|e| malformed(format!("header: {e:#}")))?;
     let body =
         RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
-    if buf.has_remaining() {
-        return Err(malformed(format!(
-            "{} trailing bytes after the body",
-            buf.remaining()
-        )));
-    }
+    // Kafka ignores bytes after a body it decoded (librdkafka 2.x sends Metadata v12 with
+    // fields of older versions after it), so we do too.
     Ok(Request {
         api_key,
         header,

@@ -5,7 +5,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 
 use super::{sb, Ctx};
 
-pub(super) fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub(super) fn handle(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let c = &ctx.broker.config;
     DescribeClusterResponse::default()
         .with_cluster_id(sb(ctx.broker.cluster_id.clone()))
@@ -14,5 +14,9 @@ pub(super) fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClu
             .with_broker_id(BrokerId(c.node_id))
             .with_host(sb(c.advertised_host.clone()))
             .with_port(c.advertised_port as i32)])
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            super::metadata::CLUSTER_OPERATIONS
+        } else {
+            super::metadata::OPERATIONS_NOT_REQUESTED
+        })
 }

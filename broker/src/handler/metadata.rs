@@ -13,7 +13,18 @@ use super::{sb, Ctx};
 use crate::partition::LEADER_EPOCH;
 use crate::topic::Topic;
 
-fn describe(ctx: &Ctx<'_>, t: &Topic) -> MetadataResponseTopic {
+/// Without an authorizer every operation is allowed: Kafka's bit set of the operations a topic
+/// supports (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS).
+pub(crate) const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Cluster operations: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+/// IDEMPOTENT_WRITE.
+pub(crate) const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// Kafka's value when authorized operations were not asked for.
+pub(crate) const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+fn describe(ctx: &Ctx<'_>, t: &Topic, ops: i32) -> MetadataResponseTopic {
     let v = ctx.version;
     let node = BrokerId(ctx.broker.config.node_id);
     let partitions = t
@@ -39,7 +50,7 @@ fn describe(ctx: &Ctx<'_>, t: &Topic) -> MetadataResponseTopic {
         .with_topic_id(if v >= 10 { t.meta.id } else { Uuid::nil() })
         .with_is_internal(v >= 1 && t.is_internal())
         .with_partitions(partitions)
-        .with_topic_authorized_operations(i32::MIN)
+        .with_topic_authorized_operations(ops)
 }
 
 fn error_topic(version: i16, name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTopic {
@@ -60,8 +71,19 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
         Some(t) => Some(t),
     };
     let allow_auto_create = ctx.version < 4 || req.allow_auto_topic_creation;
+    let ops = if ctx.version >= 8 && req.include_topic_authorized_operations {
+        TOPIC_OPERATIONS
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
+    let cluster_ops =
+        if (8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        };
     let topics = match wanted {
-        None => b.topics().iter().map(|t| describe(ctx, t)).collect(),
+        None => b.topics().iter().map(|t| describe(ctx, t, ops)).collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for t in list {
@@ -69,7 +91,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                     Some(name) => {
                         let name = name.0.to_string();
                         match b.topic(&name) {
-                            Some(topic) => out.push(describe(ctx, &topic)),
+                            Some(topic) => out.push(describe(ctx, &topic, ops)),
                             None if allow_auto_create && b.config.auto_create_topics_enable => {
                                 match b
                                     .create_topic(
@@ -80,10 +102,10 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                                     )
                                     .await
                                 {
-                                    Ok(topic) => out.push(describe(ctx, &topic)),
+                                    Ok(topic) => out.push(describe(ctx, &topic, ops)),
                                     Err((ResponseError::TopicAlreadyExists, _)) => {
                                         match b.topic(&name) {
-                                            Some(topic) => out.push(describe(ctx, &topic)),
+                                            Some(topic) => out.push(describe(ctx, &topic, ops)),
                                             None => out.push(error_topic(
                                                 ctx.version,
                                                 Some(name),
@@ -112,7 +134,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                         }
                     }
                     None => match b.topic_by_id(&t.topic_id) {
-                        Some(topic) => out.push(describe(ctx, &topic)),
+                        Some(topic) => out.push(describe(ctx, &topic, ops)),
                         None => out.push(error_topic(
                             ctx.version,
                             None,
@@ -144,5 +166,5 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
             -1
         }))
         .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(cluster_ops)
 }
