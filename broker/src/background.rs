@@ -1,4 +1,4 @@
-//! Background log maintenance: retention, `flush.ms`, recovery-point checkpoints. Each pass
+//! Background log maintenance: retention, `flush.ms`, recovery-point checkpoints, compaction. Each pass
 //! takes a partition's lock only for its own bookkeeping; fsyncs run outside it.
 
 use std::sync::Arc;
@@ -73,6 +73,45 @@ fn checkpoint(broker: &Broker) {
     });
 }
 
+/// One compaction pass per compacted partition that is due: planned under the read lock,
+/// executed (key map, cleaned segment files) with no lock, installed under the write lock.
+fn compaction(broker: &Broker) {
+    if !broker.config.log_cleaner_enable {
+        return;
+    }
+    let cleaner = log_store::cleaner::Cleaner::new(log_store::cleaner::CleanerConfig::default());
+    each_log(broker, |log, tp| {
+        let plan = match log.read() {
+            Ok(l) if l.config().cleanup_policy.compact => cleaner.plan(&l, now_ms()),
+            _ => None,
+        };
+        let Some(plan) = plan else { return };
+        let cleaned = match plan.execute() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "compaction failed");
+                return;
+            }
+        };
+        let installed = match log.write() {
+            Ok(mut l) => l.install_cleaned(cleaned),
+            Err(_) => return,
+        };
+        match installed {
+            Ok(r) => tracing::info!(
+                partition = %tp,
+                bytes_before = r.bytes_before,
+                bytes_after = r.bytes_after,
+                records_removed = r.records_removed,
+                "compacted"
+            ),
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "installing compacted segments failed")
+            }
+        }
+    });
+}
+
 async fn every(
     period_ms: u64,
     shutdown: &CancellationToken,
@@ -114,5 +153,6 @@ pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
             &broker,
             checkpoint
         ),
+        every(c.log_cleaner_backoff_ms, &shutdown, &broker, compaction),
     );
 }
