@@ -4,7 +4,9 @@
 #   1. peers: kcat (apt, only if missing), Python venv at .venv with
 #      integration/requirements.txt, kafkajs in integration/js/node_modules
 #   2. cargo build --bin sluice
-#   3. cargo test --workspace
+#   3. # The fuzz smoke test (broker/tests/fuzz_decode.rs) runs for a bounded time.
+export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-60}"
+cargo test --workspace
 #   4. pytest integration   (real broker + confluent-kafka, kafka-python, kcat, raw sockets)
 #   5. node --test integration/js   (real broker + kafkajs, read back with kcat)
 #
