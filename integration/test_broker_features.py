@@ -198,3 +198,45 @@ def test_hostile_array_count_does_not_take_the_broker_down(broker):
     a = admin(broker)
     md = a.list_topics(timeout=OP_TIMEOUT)
     assert md.brokers
+
+
+def test_create_partitions_describe_cluster_and_too_large(broker, unique_topic):
+    from confluent_kafka.admin import NewPartitions
+
+    topic = unique_topic()
+    create(broker, topic, partitions=2, config={"max.message.bytes": "2000"})
+    a = admin(broker)
+    for f in a.create_partitions([NewPartitions(topic, 5)], operation_timeout=OP_TIMEOUT).values():
+        f.result(timeout=OP_TIMEOUT)
+    md = a.list_topics(topic, timeout=OP_TIMEOUT)
+    assert len(md.topics[topic].partitions) == 5
+    # Shrinking is refused with INVALID_PARTITIONS.
+    with pytest.raises(Exception) as e:
+        for f in a.create_partitions([NewPartitions(topic, 3)], operation_timeout=OP_TIMEOUT).values():
+            f.result(timeout=OP_TIMEOUT)
+    assert "INVALID_PARTITIONS" in str(e.value)
+    cluster = a.describe_cluster(request_timeout=OP_TIMEOUT).result(timeout=OP_TIMEOUT)
+    assert len(cluster.nodes) == 1 and cluster.controller.id == cluster.nodes[0].id
+    assert cluster.cluster_id
+    # A batch over the topic's max.message.bytes is refused with MESSAGE_TOO_LARGE.
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "compression.type": "none"})
+    errors = []
+    p.produce(topic, value=b"x" * 5000, partition=4, on_delivery=lambda e, m: errors.append(e))
+    p.flush(OP_TIMEOUT)
+    assert errors and errors[0] is not None and errors[0].name() == "MSG_SIZE_TOO_LARGE", errors
+    # The partition still takes records under the limit.
+    produce(broker, topic, [(None, b"y" * 100)], partition=4)
+    assert [v for _, _, v in consume_all(broker, topic, 4)] == [b"y" * 100]
+
+
+def test_a_thousand_partitions_open_and_survive_a_restart(broker, unique_topic):
+    topic = unique_topic()
+    create(broker, topic, partitions=1000)
+    for p in (0, 499, 999):
+        produce(broker, topic, [(b"k", f"p{p}".encode())], partition=p)
+    broker.restart(clean=True)
+    a = admin(broker)
+    md = a.list_topics(topic, timeout=OP_TIMEOUT)
+    assert len(md.topics[topic].partitions) == 1000
+    for p in (0, 499, 999):
+        assert [v for _, _, v in consume_all(broker, topic, p)] == [f"p{p}".encode()]

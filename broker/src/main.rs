@@ -99,6 +99,12 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = build_config(&args)?;
+    // Every partition keeps a segment file and two index files open per segment, as Kafka
+    // does; raise the soft open-files limit to the hard limit so thousands of partitions open.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(nofile = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -65,29 +65,29 @@ fn body_for(key: ApiKey) -> RequestKind {
                             .with_records(Some(batch())),
                     ])]),
         ),
-        ApiKey::Fetch => RequestKind::Fetch(
-            FetchRequest::default()
-                .with_max_wait_ms(10)
-                .with_topics(vec![fetch_request::FetchTopic::default()
+        ApiKey::Fetch => {
+            RequestKind::Fetch(FetchRequest::default().with_max_wait_ms(10).with_topics(
+                vec![fetch_request::FetchTopic::default()
                     .with_topic(topic)
                     .with_partitions(vec![
                         fetch_request::FetchPartition::default().with_partition_max_bytes(1 << 20)
-                    ])]),
-        ),
+                    ])],
+            ))
+        }
         ApiKey::Metadata => {
             RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
                 metadata_request::MetadataRequestTopic::default().with_name(Some(topic)),
             ])))
         }
-        ApiKey::ListOffsets => RequestKind::ListOffsets(
-            ListOffsetsRequest::default().with_topics(vec![
+        ApiKey::ListOffsets => {
+            RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
                 list_offsets_request::ListOffsetsTopic::default()
                     .with_name(topic)
                     .with_partitions(vec![
                         list_offsets_request::ListOffsetsPartition::default().with_timestamp(-2)
                     ]),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
         ApiKey::CreateTopics => {
             RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
