@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -240,3 +241,25 @@ def test_a_thousand_partitions_open_and_survive_a_restart(broker, unique_topic):
     assert len(md.topics[topic].partitions) == 1000
     for p in (0, 499, 999):
         assert [v for _, _, v in consume_all(broker, topic, p)] == [f"p{p}".encode()]
+
+
+def test_unrecoverable_partition_goes_offline_and_others_serve(broker, unique_topic):
+    topic = unique_topic()
+    create(broker, topic, partitions=2)
+    produce(broker, topic, [(b"k", b"before")], partition=0)
+    produce(broker, topic, [(b"k", b"before")], partition=1)
+    broker.stop()
+    # Something that is not ours in partition 1's directory: the log refuses to open it.
+    (broker.data_dir / f"{topic}-1" / "notes.txt").write_text("not a segment")
+    broker.start()
+    assert "partition is offline" in broker.stderr_text()
+    produce(broker, topic, [(b"k", b"after")], partition=0)
+    assert [v for _, _, v in consume_all(broker, topic, 0)] == [b"before", b"after"]
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "retries": 0, "message.timeout.ms": 3000})
+    errors = []
+    p.produce(topic, value=b"lost?", partition=1, on_delivery=lambda e, m: errors.append(e))
+    p.flush(OP_TIMEOUT)
+    assert errors and errors[0] is not None, "a produce to an offline partition must fail"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://{broker.admin}/health", timeout=5)
+    assert e.value.code == 503 and f"{topic}-1" in e.value.read().decode()
