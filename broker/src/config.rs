@@ -97,9 +97,11 @@ pub fn broker_synonym(topic_config: &str) -> Option<&'static str> {
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        let mut log_defaults = LogConfig::default();
         // Kafka's message.max.bytes default.
-        log_defaults.max_message_bytes = 1_048_588;
+        let log_defaults = LogConfig {
+            max_message_bytes: 1_048_588,
+            ..LogConfig::default()
+        };
         BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: "127.0.0.1".into(),

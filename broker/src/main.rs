@@ -1,4 +1,5 @@
-//! The `sluice` binary: `sluice serve` (the default) runs the broker.
+//! The `sluice` binary: `sluice serve` (the default) runs the broker; `topic`, `produce`,
+//! `consume` and `bench` are Kafka clients for any broker.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve(ServeArgs),
+    /// Client commands: they speak the Kafka protocol to any broker (`--bootstrap`).
+    #[command(flatten)]
+    Client(sluice_clients::cli::Command),
 }
 
 #[derive(Args, Debug, Default)]
@@ -185,6 +189,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             None => serve(ServeArgs::default()).await,
             Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Client(cmd)) => sluice_clients::cli::run(cmd).await,
         }
     });
     match result {

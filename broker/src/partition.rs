@@ -20,6 +20,17 @@ pub const APPEND_QUEUE_DEPTH: usize = 1024;
 /// The leader epoch every partition has on a single broker.
 pub const LEADER_EPOCH: i32 = 0;
 
+/// Kafka's leader-epoch check of a client's `current_leader_epoch` (-1: not checked):
+/// newer than ours is UNKNOWN_LEADER_EPOCH, older is FENCED_LEADER_EPOCH.
+pub fn check_leader_epoch(requested: i32) -> Option<kafka_protocol::error::ResponseError> {
+    use kafka_protocol::error::ResponseError;
+    match requested.cmp(&LEADER_EPOCH) {
+        std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch),
+        std::cmp::Ordering::Less if requested >= 0 => Some(ResponseError::FencedLeaderEpoch),
+        _ => None,
+    }
+}
+
 /// One produce request's records for this partition.
 pub struct AppendJob {
     pub records: Bytes,

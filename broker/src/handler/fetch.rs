@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{sb, Ctx};
 use crate::error::log_error_code;
 use crate::fetch_session::{SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
-use crate::partition::LEADER_EPOCH;
+use crate::partition::check_leader_epoch;
 use crate::state::{now_ms, Broker};
 
 /// One partition to answer for.
@@ -120,12 +120,8 @@ fn read_partitions(
             out.push(err(missing.code()));
             continue;
         };
-        if w.current_leader_epoch > LEADER_EPOCH {
-            out.push(err(ResponseError::UnknownLeaderEpoch.code()));
-            continue;
-        }
-        if w.current_leader_epoch >= 0 && w.current_leader_epoch < LEADER_EPOCH {
-            out.push(err(ResponseError::FencedLeaderEpoch.code()));
+        if let Some(e) = check_leader_epoch(w.current_leader_epoch) {
+            out.push(err(e.code()));
             continue;
         }
         let log = match partition.log() {

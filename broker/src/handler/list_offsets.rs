@@ -10,7 +10,7 @@ use log_store::OffsetSpec;
 
 use super::Ctx;
 use crate::error::log_error_code;
-use crate::partition::LEADER_EPOCH;
+use crate::partition::{check_leader_epoch, LEADER_EPOCH};
 
 fn spec(timestamp: i64) -> Option<OffsetSpec> {
     Some(match timestamp {
@@ -43,11 +43,8 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffset
                             return resp
                                 .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                         };
-                        if p.current_leader_epoch > LEADER_EPOCH {
-                            return resp.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-                        }
-                        if p.current_leader_epoch >= 0 && p.current_leader_epoch < LEADER_EPOCH {
-                            return resp.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                        if let Some(e) = check_leader_epoch(p.current_leader_epoch) {
+                            return resp.with_error_code(e.code());
                         }
                         let Some(spec) = spec(p.timestamp) else {
                             return resp.with_error_code(ResponseError::InvalidRequest.code());

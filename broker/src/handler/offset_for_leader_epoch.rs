@@ -8,7 +8,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::Ctx;
-use crate::partition::LEADER_EPOCH;
+use crate::partition::check_leader_epoch;
 
 pub(super) fn handle(
     ctx: &Ctx<'_>,
@@ -34,11 +34,8 @@ pub(super) fn handle(
                     let Some(partition) = ctx.broker.partition(&name, p.partition) else {
                         return r.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                     };
-                    if p.current_leader_epoch > LEADER_EPOCH {
-                        return r.with_error_code(code(ResponseError::UnknownLeaderEpoch));
-                    }
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < LEADER_EPOCH {
-                        return r.with_error_code(code(ResponseError::FencedLeaderEpoch));
+                    if let Some(e) = check_leader_epoch(p.current_leader_epoch) {
+                        return r.with_error_code(code(e));
                     }
                     let Ok(log) = partition.log() else {
                         return r.with_error_code(code(ResponseError::KafkaStorageError));

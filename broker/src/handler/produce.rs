@@ -52,7 +52,7 @@ fn error_partition(index: i32, code: i16) -> PartitionProduceResponse {
 /// `None` for acks=0: Kafka sends no response at all.
 pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let valid_acks = matches!(acks, 0 | 1 | -1);
+    let valid_acks = matches!(acks, -1..=1);
     // Transactions are not supported yet: a transactional produce is refused the way Kafka
     // refuses an unauthorised transactional id, so clients fail loudly instead of silently
     // losing their guarantees.

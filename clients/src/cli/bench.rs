@@ -268,12 +268,15 @@ async fn consume(args: BenchConsumeArgs) -> anyhow::Result<()> {
     let (mut records, mut bytes, mut requests) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     let mut last_data = Instant::now();
+    let mut idle_since = None;
     while records < target {
         if last_data.elapsed() >= idle_timeout {
             eprintln!(
                 "No records for {} ms; stopping after {records} of {target}.",
                 args.idle_timeout_ms
             );
+            // The idle wait is not part of the throughput.
+            idle_since = Some(last_data);
             break;
         }
         let wanted: Vec<(i32, i64)> = positions.iter().map(|(p, o)| (*p, *o)).collect();
@@ -290,23 +293,24 @@ async fn consume(args: BenchConsumeArgs) -> anyhow::Result<()> {
             if !fetched.records.is_empty() {
                 last_data = Instant::now();
             }
-            records += fetched.records.len() as u64;
-            bytes += fetched
-                .records
-                .iter()
-                .map(|r| {
-                    (r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len))
-                        as u64
-                })
-                .sum::<u64>();
+            // Count no further than asked, so --records N reports exactly N.
+            let wanted = usize::try_from(target - records).unwrap_or(usize::MAX);
+            for r in fetched.records.iter().take(wanted) {
+                records += 1;
+                bytes += (r.key.as_ref().map_or(0, Bytes::len)
+                    + r.value.as_ref().map_or(0, Bytes::len)) as u64;
+            }
             positions.insert(partition, fetched.next_offset);
         }
     }
+    let elapsed = idle_since
+        .unwrap_or_else(Instant::now)
+        .duration_since(started);
     let report = Report {
         kind: "consumed",
         records,
         bytes,
-        elapsed: started.elapsed(),
+        elapsed,
         requests,
         latency: None,
     };

@@ -1,6 +1,5 @@
 //! `topic create | list | describe | delete | alter-config`.
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::args::key_value;
@@ -143,8 +142,7 @@ pub(super) async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
             let client = args.connection.connect().await?;
             client
                 .alter_topic_config(&args.name, &args.set, &args.delete)
-                .await
-                .with_context(|| format!("altering configs of topic {}", args.name))?;
+                .await?;
             eprintln!("Updated configs of topic {}.", args.name);
         }
     }
