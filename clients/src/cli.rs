@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use crate::{Client, ClientConfig, ConnectionConfig};
 
 pub mod args;
+pub mod baseline;
 pub mod bench;
 pub mod consume;
 mod latency;

@@ -31,6 +31,9 @@ pub enum BenchCommand {
     ///
     /// Prints records/s and MB/s (10^6 bytes of keys and values).
     Consume(BenchConsumeArgs),
+    /// Measure this machine's baselines in the same run: loopback TCP throughput and
+    /// sequential write() (with and without fdatasync) to --dir.
+    Baseline(super::baseline::BaselineArgs),
 }
 
 /// `bench produce`.
@@ -94,6 +97,7 @@ pub(super) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Consume(args) => consume(args).await,
+        BenchCommand::Baseline(args) => super::baseline::run(args).await,
     }
 }
 
