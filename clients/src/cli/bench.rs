@@ -64,6 +64,10 @@ pub struct BenchProduceArgs {
     /// Produce requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// Target records per second (0: as fast as possible). Use it to measure latency at a
+    /// fraction of peak load: each batch waits for its slot before it is sent.
+    #[arg(long, value_name = "RECORDS_PER_SEC", default_value_t = 0)]
+    pub rate: u64,
     /// Print the result as one JSON object instead of a sentence.
     #[arg(long)]
     pub json: bool,
@@ -193,6 +197,8 @@ async fn produce(args: BenchProduceArgs) -> anyhow::Result<()> {
         let (client, payloads, next_batch) = (client.clone(), payloads.clone(), next_batch.clone());
         let (topic, acks, compression) = (args.topic.clone(), args.acks, args.compression);
         let (total, batch_size) = (args.records, u64::from(args.batch_size));
+        let rate = args.rate;
+        let start = tokio::time::Instant::now();
         tasks.spawn(async move {
             let mut latencies = Latencies::default();
             let mut bytes = 0u64;
@@ -214,6 +220,10 @@ async fn produce(args: BenchProduceArgs) -> anyhow::Result<()> {
                     .map(|r| r.value.as_ref().map_or(0, Bytes::len) as u64)
                     .sum::<u64>();
                 let partition = (batch % u64::from(partitions)) as i32;
+                if rate > 0 {
+                    let due = start + Duration::from_secs_f64(first as f64 / rate as f64);
+                    tokio::time::sleep_until(due).await;
+                }
                 let sent = Instant::now();
                 client
                     .produce(&topic, partition, &records, acks, compression)
