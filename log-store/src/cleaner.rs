@@ -59,7 +59,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,6 +68,7 @@ use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::records::{self, RecordView};
 use crate::segment::{self, sync_dir, Segment, SegmentSnapshot};
+use crate::segment_file::{DataFile, SegmentFile};
 
 const CLEANED_SUFFIX: &str = "log.cleaned";
 const SWAP_SUFFIX: &str = "log.swap";
@@ -779,7 +779,7 @@ impl CleanedOutput {
 struct CleanedSegment {
     base_offset: i64,
     /// The segment file the pass read: the swap happens only if the log still has this file.
-    source: Arc<File>,
+    source: Arc<SegmentFile>,
     /// The fsynced `.cleaned` file; none when nothing changed.
     cleaned: PendingFile,
     /// Batches in the cleaned file.
@@ -942,7 +942,7 @@ impl Log {
         let log_path = dir.join(segment::file_name(base, segment::LOG_SUFFIX));
         std::fs::rename(swap_path, &log_path).map_err(|e| Error::io(swap_path, e))?;
         sync_dir(dir)?;
-        let mut new = Segment::open(dir, base, self.sizing(), false, now_ms)?;
+        let mut new = Segment::open(dir, base, self.sizing(), false, now_ms, self.storage())?;
         let r = new.recover(base)?;
         if r.truncated_bytes > 0 || r.batches != seg.batches || new.size() != seg.bytes_after {
             return Err(Error::Corrupted {

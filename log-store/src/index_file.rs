@@ -5,14 +5,25 @@
 //! trimmed to the bytes its entries use when the segment rolls or the log closes (as Kafka's
 //! `AbstractIndex` does). Entries past `entries` are kept zeroed so that a crash leaves a
 //! recognisable end: the typed indexes stop at the first entry that breaks monotonicity.
+//!
+//! Preallocation only sets the length, so the file is sparse: a store through the mapping into
+//! a page the file system has not allocated yet must allocate it, and on a full disk that is a
+//! SIGBUS, not an error. So entries are only ever stored into *reserved* space, which
+//! [`IndexFile::reserve`] first fills with zeros through the file descriptor, where a full disk
+//! is an ordinary `ENOSPC`.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::{Advice, MmapMut};
 
 use crate::error::{Error, Result};
+
+/// Bytes [`IndexFile::reserve`] reserves at a time: 2048 offset index entries.
+const RESERVE_CHUNK_BYTES: usize = 16 * 1024;
+static ZEROS: [u8; RESERVE_CHUNK_BYTES] = [0; RESERVE_CHUNK_BYTES];
 
 /// A memory-mapped array of `entry_bytes`-sized entries.
 #[derive(Debug)]
@@ -26,6 +37,10 @@ pub(crate) struct IndexFile {
     entries: usize,
     /// Capacity in entries of the current mapping.
     capacity: usize,
+    /// Bytes from the start known to be allocated on disk (written through the descriptor or
+    /// holding entries), so that stores through the mapping below it cannot fault for space.
+    /// At least `entries * entry_bytes`; never more than the mapping.
+    reserved_bytes: usize,
 }
 
 impl IndexFile {
@@ -48,6 +63,7 @@ impl IndexFile {
             entry_bytes,
             entries: len / entry_bytes,
             capacity: 0,
+            reserved_bytes: len - len % entry_bytes,
         };
         let want = (max_bytes / entry_bytes) * entry_bytes;
         index.resize_to(want.max(index.entries * entry_bytes))?;
@@ -66,9 +82,39 @@ impl IndexFile {
             // are kept out of the data directory by the broker's lock file.
             let map =
                 unsafe { MmapMut::map_mut(&self.file) }.map_err(|e| Error::io(&self.path, e))?;
+            // Lookups binary-search and appends touch one page at a time: without this the
+            // first write into a fresh preallocated (sparse) index faults in a whole readahead
+            // window, which cost milliseconds on the first append of every new segment.
+            map.advise(Advice::Random)
+                .map_err(|e| Error::io(&self.path, e))?;
             self.mmap = Some(map);
         }
         self.entries = self.entries.min(self.capacity);
+        self.reserved_bytes = self.reserved_bytes.min(bytes);
+        Ok(())
+    }
+
+    /// Makes room for `n` more entries (as many as fit) in allocated file space, by writing
+    /// zeros past the entries up to the next [`RESERVE_CHUNK_BYTES`] boundary. A full disk
+    /// fails here with `ENOSPC`, before anything refers to the entries.
+    pub(crate) fn reserve(&mut self, n: usize) -> Result<()> {
+        let need = (self.entries + n).min(self.capacity) * self.entry_bytes;
+        if need <= self.reserved_bytes {
+            return Ok(());
+        }
+        let end = need
+            .next_multiple_of(RESERVE_CHUNK_BYTES)
+            .min(self.capacity * self.entry_bytes);
+        // Past the entries the mapping holds zeros, so writing zeros there changes no byte.
+        let mut at = self.reserved_bytes.max(self.entries * self.entry_bytes);
+        while at < end {
+            let len = (end - at).min(ZEROS.len());
+            self.file
+                .write_all_at(&ZEROS[..len], at as u64)
+                .map_err(|e| Error::io(&self.path, e))?;
+            at += len;
+        }
+        self.reserved_bytes = end;
         Ok(())
     }
 
@@ -102,6 +148,11 @@ impl IndexFile {
             self.path.display()
         );
         let at = self.entries * self.entry_bytes;
+        assert!(
+            at + self.entry_bytes <= self.reserved_bytes,
+            "append to unreserved index space in {}",
+            self.path.display()
+        );
         if let Some(m) = &mut self.mmap {
             m[at..at + self.entry_bytes].copy_from_slice(bytes);
             self.entries += 1;
@@ -131,6 +182,9 @@ impl IndexFile {
         let to = (self.entries.max(n) * self.entry_bytes).max(from);
         self.zero_range(from, to);
         self.entries = n;
+        // What lies past the entries may be a hole of a preallocated file (its length is no
+        // proof of allocation): reserve it again before storing there.
+        self.reserved_bytes = self.reserved_bytes.min(n * self.entry_bytes);
     }
 
     /// Zeroes the whole preallocated area past the entries (used after opening a file whose

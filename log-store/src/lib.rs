@@ -4,7 +4,10 @@
 //! Layout, following Kafka's storage module:
 //! - [`batch`]: the v2 record batch header, validated without decoding records;
 //! - `segment`: a `.log` file with its mmap'd `.index` (offset -> position) and `.timeindex`
-//!   (timestamp -> offset), rolled on `segment.bytes`/`segment.ms`;
+//!   (timestamp -> offset), rolled on `segment.bytes`/`segment.ms`; the `.log` file is reached
+//!   through `segment_file`, which tests swap for the fault-injecting files of
+//!   `fault_injection` (power cuts that keep only synced data, `ENOSPC`, failing `fsync`;
+//!   `cfg(test)` or the `fault-injection` feature);
 //! - [`Log`]: a partition directory `<topic>-<partition>/` of segments: append, read (file
 //!   regions served as stored), ListOffsets lookups, flush (group commit via [`FlushTicket`]),
 //!   recovery after a crash, retention and DeleteRecords;
@@ -34,12 +37,15 @@ mod checkpoint;
 pub mod cleaner;
 mod config;
 mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault_injection;
 mod index_file;
 mod leader_epoch;
 mod log;
 mod offset_index;
 pub mod records;
 mod segment;
+mod segment_file;
 #[doc(hidden)]
 pub mod testing;
 mod time_index;

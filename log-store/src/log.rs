@@ -3,11 +3,9 @@
 //! it in a lock held only for bookkeeping, never across an fsync or a read of record bytes.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 use crate::checkpoint::{
@@ -19,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::records;
 use crate::segment::{self, sync_dir, PreparedBatch, Segment, SegmentSizing, SegmentSnapshot};
+use crate::segment_file::{DataFile, SegmentFile, Storage};
 
 /// A topic name and partition number; the log directory is `<topic>-<partition>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,7 +82,7 @@ pub struct AppendInfo {
 /// A byte range of a segment file holding whole batches: what a fetch sends as is.
 #[derive(Debug, Clone)]
 pub struct FileRegion {
-    file: Arc<File>,
+    file: Arc<SegmentFile>,
     position: u64,
     len: u64,
     path: Arc<PathBuf>,
@@ -139,8 +138,12 @@ pub enum OffsetSpec {
 /// made before the ticket was taken is covered by one `fdatasync` per segment file).
 #[derive(Debug)]
 pub struct FlushTicket {
-    files: Vec<(Arc<File>, PathBuf)>,
+    files: Vec<(Arc<SegmentFile>, PathBuf)>,
     upto: i64,
+    /// The log's directory, for errors.
+    dir: PathBuf,
+    /// The log's `sync_failure`: set here when a sync fails, read by the log.
+    sync_failure: Arc<OnceLock<String>>,
 }
 
 impl FlushTicket {
@@ -149,11 +152,37 @@ impl FlushTicket {
         self.upto
     }
     /// Runs `fdatasync` on each file; call without holding the log's lock.
+    ///
+    /// A failure takes the log offline: after a failed `fdatasync` Linux may have dropped the
+    /// unsynced pages and a later one can succeed without writing them, so nothing appended
+    /// since the last successful flush may ever be acknowledged as durable. Reopening the log
+    /// recovers from the last checkpoint.
+    ///
+    /// Tickets of one log should be synced one at a time: `fdatasync` reports a writeback error
+    /// once per open file, so of two concurrent syncs of one file only one may see it.
     pub fn sync(&self) -> Result<()> {
+        self.check_no_sync_failure()?;
         for (f, p) in &self.files {
-            f.sync_data().map_err(|e| Error::io(p, e))?;
+            if let Err(e) = f.sync_data() {
+                let _ = self.sync_failure.set(format!(
+                    "fdatasync of {} failed ({e}); unflushed data may be lost",
+                    p.display()
+                ));
+                return Err(Error::io(p, e));
+            }
         }
-        Ok(())
+        // Another ticket's sync may have failed meanwhile, on writeback that covered ours.
+        self.check_no_sync_failure()
+    }
+
+    fn check_no_sync_failure(&self) -> Result<()> {
+        match self.sync_failure.get() {
+            Some(reason) => Err(Error::Offline {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -195,6 +224,13 @@ pub struct Log {
     first_unflushed_ms: Option<i64>,
     /// Set after a failure that left the files in an unknown state.
     offline: Option<String>,
+    /// Set by a [`FlushTicket`] whose sync failed, possibly on another thread without the log's
+    /// lock (hence shared and set once): the log is offline from then on.
+    sync_failure: Arc<OnceLock<String>>,
+    /// Where segment data files are opened (the file system, or a fault injector in tests).
+    storage: Storage,
+    /// The batches of the append in progress, kept to reuse the allocation.
+    prepared: Vec<PreparedBatch>,
     /// The cleaner's checkpoint (`cleaner-offset-checkpoint`): everything below was compacted
     /// by a finished pass. Clamped to the log's range when a pass is planned.
     first_dirty_offset: i64,
@@ -227,19 +263,49 @@ impl Log {
         config: LogConfig,
         now_ms: i64,
     ) -> Result<(Log, RecoveryReport)> {
+        Log::create_in(parent, tp, config, now_ms, Storage::Std)
+    }
+
+    pub(crate) fn create_in(
+        parent: &Path,
+        tp: &TopicPartition,
+        config: LogConfig,
+        now_ms: i64,
+        storage: Storage,
+    ) -> Result<(Log, RecoveryReport)> {
         let dir = parent.join(tp.dir_name());
         let existed = dir.exists();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         if !existed {
             sync_dir(parent)?;
         }
-        Log::open(&dir, config, now_ms)
+        Log::open_in(&dir, config, now_ms, storage)
     }
 
     /// Opens the log in `dir`, recovering what a crash left behind: segments after the recovery
     /// point are scanned, validated (length, CRC) and cut at the first invalid byte; indexes that
     /// are missing or inconsistent are rebuilt.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport)> {
+        Log::open_in(dir, config, now_ms, Storage::Std)
+    }
+
+    /// [`Log::open`] with every segment data file behind `faults` (tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn open_with_faults(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        faults: Arc<crate::fault_injection::FaultInjector>,
+    ) -> Result<(Log, RecoveryReport)> {
+        Log::open_in(dir, config, now_ms, Storage::Faulty(faults))
+    }
+
+    pub(crate) fn open_in(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        storage: Storage,
+    ) -> Result<(Log, RecoveryReport)> {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let topic_partition =
             TopicPartition::parse_dir_name(name).ok_or_else(|| Error::NotALogDirectory {
@@ -281,13 +347,13 @@ impl Log {
         for &base in &bases {
             if cut {
                 // Everything after a truncation point follows a hole: drop it, as Kafka does.
-                let seg = Segment::open(dir, base, sizing, false, now_ms)?;
+                let seg = Segment::open(dir, base, sizing, false, now_ms, &storage)?;
                 tracing::warn!(path = %seg.log_path().display(), "deleting segment after truncated data");
                 seg.delete_files()?;
                 report.segments_deleted += 1;
                 continue;
             }
-            let mut seg = Segment::open(dir, base, sizing, false, now_ms)?;
+            let mut seg = Segment::open(dir, base, sizing, false, now_ms, &storage)?;
             if prev_next > base {
                 return Err(Error::Corrupted {
                     path: seg.log_path().to_path_buf(),
@@ -351,7 +417,7 @@ impl Log {
             (None, None) => 0,
         };
         if segments.is_empty() {
-            let seg = Segment::open(dir, start, sizing, true, now_ms)?;
+            let seg = Segment::open(dir, start, sizing, true, now_ms, &storage)?;
             segments.insert(start, seg);
             sync_dir(dir)?;
         }
@@ -366,6 +432,9 @@ impl Log {
             unflushed_messages: 0,
             first_unflushed_ms: None,
             offline: None,
+            sync_failure: Arc::new(OnceLock::new()),
+            storage,
+            prepared: Vec::new(),
             first_dirty_offset: read_cleaner_checkpoint(dir)?.unwrap_or(0),
             cleaning: Arc::new(AtomicBool::new(false)),
         };
@@ -511,14 +580,16 @@ impl Log {
         self.leader_epochs.latest_epoch()
     }
     pub fn is_offline(&self) -> Option<&str> {
-        self.offline.as_deref()
+        self.offline
+            .as_deref()
+            .or_else(|| self.sync_failure.get().map(String::as_str))
     }
 
     pub(crate) fn check_online(&self) -> Result<()> {
-        match &self.offline {
+        match self.is_offline() {
             Some(reason) => Err(Error::Offline {
                 path: self.dir.clone(),
-                reason: reason.clone(),
+                reason: reason.to_owned(),
             }),
             None => Ok(()),
         }
@@ -530,43 +601,75 @@ impl Log {
     /// [`Log::prepare_flush`].
     pub fn append(&mut self, records: &[u8], opts: AppendOptions) -> Result<AppendInfo> {
         self.check_online()?;
+        // Reuse the last append's vector: no allocation per append in the steady state.
+        let mut prepared = std::mem::take(&mut self.prepared);
+        let result = self.append_with(records, opts, &mut prepared);
+        prepared.clear();
+        self.prepared = prepared;
+        result
+    }
+
+    fn append_with(
+        &mut self,
+        records: &[u8],
+        opts: AppendOptions,
+        prepared: &mut Vec<PreparedBatch>,
+    ) -> Result<AppendInfo> {
         let max = self.config.max_message_bytes.max(BATCH_HEADER_BYTES);
-        let parts = batch::split_produced_batches(records, max)?;
         let log_append = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         let base_offset = self.log_end_offset();
         let mut next = base_offset;
-        let mut prepared = Vec::with_capacity(parts.len());
         let mut max_timestamp = -1i64;
-        let mut bytes = 0usize;
-        for (at, h) in &parts {
-            let len = h.total_bytes();
-            let whole = &records[*at..*at + len];
+        let mut at = 0;
+        prepared.clear();
+        // Validate every batch (as `batch::split_produced_batches`) before writing any.
+        while at < records.len() {
+            let rest = &records[at..];
+            let len = batch::declared_batch_bytes(rest, max)?;
+            if len > rest.len() {
+                return Err(crate::BatchError::Truncated {
+                    needed: len,
+                    available: rest.len(),
+                }
+                .into());
+            }
+            let whole = &rest[..len];
+            batch::validate_produced_batch(whole)?;
             let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
             header_bytes.copy_from_slice(&whole[..BATCH_HEADER_BYTES]);
             batch::patch_header(&mut header_bytes, next, opts.leader_epoch);
-            let rest = &whole[BATCH_HEADER_BYTES..];
             if log_append {
-                batch::patch_log_append_time(&mut header_bytes, rest, opts.now_ms);
+                batch::patch_log_append_time(
+                    &mut header_bytes,
+                    &whole[BATCH_HEADER_BYTES..],
+                    opts.now_ms,
+                );
             }
             let header = BatchHeader::parse(&header_bytes)?;
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next = header.next_offset();
-            bytes += len;
             prepared.push(PreparedBatch {
                 header_bytes,
-                rest,
+                at,
                 header,
             });
+            at += len;
         }
+        if prepared.is_empty() {
+            return Err(crate::BatchError::Empty.into());
+        }
+        let bytes = records.len();
         self.maybe_roll(bytes as u64, next - 1, opts.now_ms)?;
-        if let Err(e) = self.active_mut().append(&prepared, opts.now_ms) {
+        // Before the data, as Kafka does: if the epoch cannot be recorded nothing is written, and
+        // an entry whose append then fails still names the offset the epoch's data starts at.
+        if opts.leader_epoch >= 0 {
+            self.leader_epochs.assign(opts.leader_epoch, base_offset)?;
+        }
+        if let Err(e) = self.active_mut().append(records, prepared, opts.now_ms) {
             if let Error::Offline { reason, .. } = &e {
                 self.offline = Some(reason.clone());
             }
             return Err(e);
-        }
-        if opts.leader_epoch >= 0 {
-            self.leader_epochs.assign(opts.leader_epoch, base_offset)?;
         }
         self.unflushed_messages += next - base_offset;
         self.first_unflushed_ms.get_or_insert(opts.now_ms);
@@ -602,7 +705,14 @@ impl Log {
         if self.segments.contains_key(&base) {
             return Ok(());
         }
-        let seg = Segment::open(&self.dir, base, sizing(&self.config), true, now_ms)?;
+        let seg = Segment::open(
+            &self.dir,
+            base,
+            sizing(&self.config),
+            true,
+            now_ms,
+            &self.storage,
+        )?;
         sync_dir(&self.dir)?;
         self.active_mut().seal()?;
         self.segments.insert(base, seg);
@@ -764,11 +874,20 @@ impl Log {
             .filter(|s| s.next_offset() > self.recovery_point && !s.is_empty())
             .map(|s| (Arc::clone(s.file()), s.log_path().to_path_buf()))
             .collect();
-        Some(FlushTicket { files, upto })
+        Some(FlushTicket {
+            files,
+            upto,
+            dir: self.dir.clone(),
+            sync_failure: Arc::clone(&self.sync_failure),
+        })
     }
 
-    /// Records that a ticket's sync finished.
+    /// Records that a ticket's sync finished. Ignored once a sync has failed: nothing after
+    /// the last good flush becomes durable before the log is reopened.
     pub fn complete_flush(&mut self, upto: i64) {
+        if self.sync_failure.get().is_some() {
+            return;
+        }
         if upto > self.recovery_point {
             self.recovery_point = upto;
         }
@@ -974,6 +1093,10 @@ impl Log {
 
     pub(crate) fn sizing(&self) -> SegmentSizing {
         sizing(&self.config)
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Takes the log offline after a failure that left its files in an unknown state (the next

@@ -124,6 +124,11 @@ impl OffsetIndex {
         self.file.truncate_entries(0);
     }
 
+    /// Room for `n` more entries that a full disk cannot fault on (see `IndexFile::reserve`).
+    pub(crate) fn reserve(&mut self, n: usize) -> Result<()> {
+        self.file.reserve(n)
+    }
+
     pub(crate) fn flush(&self) -> Result<()> {
         self.file.flush()
     }

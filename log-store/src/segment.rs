@@ -1,15 +1,15 @@
 //! One segment of a partition's log: the `.log` file of record batches plus its offset and time
 //! indexes, as Kafka's `LogSegment`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::fs::File;
+use std::io::{IoSlice, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
 use crate::offset_index::{OffsetIndex, OffsetPosition, OFFSET_ENTRY_BYTES};
+use crate::segment_file::{DataFile, DataFileReader, SegmentFile, Storage};
 use crate::time_index::{TimeIndex, TIME_ENTRY_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -28,12 +28,25 @@ pub(crate) struct SegmentSizing {
     pub(crate) index_interval_bytes: u64,
 }
 
-/// A batch ready to be written: a patched copy of its header and the untouched rest.
-pub(crate) struct PreparedBatch<'a> {
+/// A batch ready to be written: a patched copy of its header, and where the batch starts in the
+/// appended bytes (the rest of it is written from there untouched).
+#[derive(Debug)]
+pub(crate) struct PreparedBatch {
     pub(crate) header_bytes: [u8; BATCH_HEADER_BYTES],
-    pub(crate) rest: &'a [u8],
+    pub(crate) at: usize,
     pub(crate) header: BatchHeader,
 }
+
+impl PreparedBatch {
+    /// The batch's bytes after its header in `records` (the bytes the batch was prepared from).
+    fn rest<'a>(&self, records: &'a [u8]) -> &'a [u8] {
+        &records[self.at + BATCH_HEADER_BYTES..self.at + self.header.total_bytes()]
+    }
+}
+
+/// Batches per vectored write: two slices each, well under the usual `IOV_MAX` of 1024, in an
+/// array on the stack.
+const BATCHES_PER_WRITE: usize = 64;
 
 /// What a full recovery scan of a segment found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +64,7 @@ pub(crate) struct SegmentSnapshot {
     pub(crate) next_offset: i64,
     pub(crate) size: u64,
     pub(crate) max_timestamp: i64,
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<SegmentFile>,
     pub(crate) log_path: PathBuf,
 }
 
@@ -61,7 +74,7 @@ pub(crate) struct Segment {
     log_path: PathBuf,
     /// Shared with readers: a fetch keeps the file open (even if retention deletes it) while it
     /// reads its region, without holding the log's lock.
-    file: Arc<File>,
+    file: Arc<SegmentFile>,
     /// Bytes of valid batches; the file is never longer outside of a failed write.
     size: u64,
     /// One past the last offset stored here (== base_offset while empty).
@@ -94,21 +107,35 @@ impl Segment {
         sizing: SegmentSizing,
         create: bool,
         now_ms: i64,
+        storage: &Storage,
     ) -> Result<Self> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(&log_path)
+        let file = storage
+            .open(&log_path, create)
             .map_err(|e| Error::io(&log_path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(&log_path, e))?.len();
+        let mut size = file.len().map_err(|e| Error::io(&log_path, e))?;
+        if create && size > 0 {
+            // Left by a roll that failed after creating the file: it holds nothing of the log
+            // (it starts at the log end offset), and a new segment starts empty, as in Kafka.
+            tracing::warn!(path = %log_path.display(), bytes = size, "emptying a stale segment file");
+            file.set_len(0).map_err(|e| Error::io(&log_path, e))?;
+            size = 0;
+        }
         // Preallocating every closed segment's indexes on open would cost a mapping of
         // `segment.index.bytes` each and leave the files at that length.
         let index_max_bytes = if create { sizing.index_max_bytes } else { 0 };
-        let offset_index = OffsetIndex::open(&index_path, base_offset, index_max_bytes)?;
-        let time_index = TimeIndex::open(&time_path, base_offset, index_max_bytes)?;
+        let mut offset_index = OffsetIndex::open(&index_path, base_offset, index_max_bytes)?;
+        let mut time_index = TimeIndex::open(&time_path, base_offset, index_max_bytes)?;
+        if create {
+            // Stale indexes of such a file would read as entries (a preallocated one as a full
+            // index of zeros).
+            if offset_index.entries() > 0 {
+                offset_index.reset();
+            }
+            if time_index.entries() > 0 {
+                time_index.reset();
+            }
+        }
         Ok(Segment {
             base_offset,
             log_path,
@@ -143,7 +170,7 @@ impl Segment {
     pub(crate) fn rolling_base_ms(&self) -> i64 {
         self.rolling_base_ms
     }
-    pub(crate) fn file(&self) -> &Arc<File> {
+    pub(crate) fn file(&self) -> &Arc<SegmentFile> {
         &self.file
     }
     pub(crate) fn log_path(&self) -> &Path {
@@ -291,16 +318,9 @@ impl Segment {
         self.time_index.grow(self.sizing.index_max_bytes)?;
         self.offset_index.reset();
         self.time_index.reset();
-        let file_len = self
-            .file
-            .metadata()
-            .map_err(|e| Error::io(&self.log_path, e))?
-            .len();
+        let file_len = self.file.len().map_err(|e| Error::io(&self.log_path, e))?;
         let file = Arc::clone(&self.file);
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, &*file);
-        reader
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(&self.log_path, e))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, DataFileReader::new(&file, 0));
         let mut pos = 0u64;
         let mut next = min_offset.max(self.base_offset);
         let mut batch = Vec::new();
@@ -338,6 +358,7 @@ impl Segment {
                 break;
             }
             first = false;
+            self.reserve_index_entries(1)?;
             self.index_batch(&h, pos);
             next = h.next_offset();
             pos += total as u64;
@@ -364,21 +385,16 @@ impl Segment {
     }
 
     fn seek_end(&mut self) -> Result<()> {
-        (&*self.file)
-            .seek(SeekFrom::Start(self.size))
-            .map_err(|e| Error::io(&self.log_path, e))?;
-        Ok(())
+        self.file
+            .seek_to(self.size)
+            .map_err(|e| Error::io(&self.log_path, e))
     }
 
     /// Makes the segment writable at its end (after [`Segment::load`]).
     pub(crate) fn prepare_for_append(&mut self) -> Result<()> {
         self.offset_index.grow(self.sizing.index_max_bytes)?;
         self.time_index.grow(self.sizing.index_max_bytes)?;
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| Error::io(&self.log_path, e))?
-            .len();
+        let len = self.file.len().map_err(|e| Error::io(&self.log_path, e))?;
         if len != self.size {
             self.file
                 .set_len(self.size)
@@ -407,20 +423,28 @@ impl Segment {
         self.bytes_since_last_index_entry += h.total_bytes() as u64;
     }
 
-    /// Writes the prepared batches at the end with one vectored write; on any error the file is
-    /// cut back to where it was so nothing half-written is ever visible.
-    pub(crate) fn append(&mut self, batches: &[PreparedBatch<'_>], now_ms: i64) -> Result<()> {
+    /// Writes the prepared batches (from `records`) at the end with one vectored write; on any
+    /// error the file is cut back to where it was so nothing half-written is ever visible.
+    pub(crate) fn append(
+        &mut self,
+        records: &[u8],
+        batches: &[PreparedBatch],
+        now_ms: i64,
+    ) -> Result<()> {
+        // Room in the indexes first: an index page the file system cannot back would fault
+        // (SIGBUS) when it is first written through the mapping.
+        self.reserve_index_entries(batches.len())?;
         if self.is_empty() {
             self.rolling_base_ms = now_ms;
         }
         let start = self.size;
         let total: u64 = batches.iter().map(|b| b.header.total_bytes() as u64).sum();
-        if let Err(e) = self.write_all_vectored(batches) {
+        if let Err(e) = self.write_all_vectored(records, batches) {
             // Roll back the partial write. If even that fails the caller takes the log offline.
             let rollback = self
                 .file
                 .set_len(start)
-                .and_then(|_| (&*self.file).seek(SeekFrom::Start(start)).map(|_| ()));
+                .and_then(|()| self.file.seek_to(start));
             return Err(match rollback {
                 Ok(()) => Error::io(&self.log_path, e),
                 Err(r) => Error::Offline {
@@ -439,17 +463,23 @@ impl Segment {
         Ok(())
     }
 
-    fn write_all_vectored(&self, batches: &[PreparedBatch<'_>]) -> std::io::Result<()> {
-        // Up to 512 batches (1024 iovecs, the usual IOV_MAX) per call.
-        for chunk in batches.chunks(512) {
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(chunk.len() * 2);
-            for b in chunk {
-                slices.push(IoSlice::new(&b.header_bytes));
-                slices.push(IoSlice::new(b.rest));
+    /// Makes sure both indexes can take `batches` more entries without a page fault allocating
+    /// file space (see [`crate::index_file::IndexFile::reserve`]).
+    fn reserve_index_entries(&mut self, batches: usize) -> Result<()> {
+        self.offset_index.reserve(batches)?;
+        self.time_index.reserve(batches)
+    }
+
+    fn write_all_vectored(&self, records: &[u8], batches: &[PreparedBatch]) -> std::io::Result<()> {
+        let mut slices = [IoSlice::new(&[]); 2 * BATCHES_PER_WRITE];
+        for chunk in batches.chunks(BATCHES_PER_WRITE) {
+            for (i, b) in chunk.iter().enumerate() {
+                slices[2 * i] = IoSlice::new(&b.header_bytes);
+                slices[2 * i + 1] = IoSlice::new(b.rest(records));
             }
-            let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+            let mut bufs: &mut [IoSlice<'_>] = &mut slices[..2 * chunk.len()];
             while !bufs.is_empty() {
-                let n = (&*self.file).write_vectored(bufs)?;
+                let n = self.file.write_vectored(bufs)?;
                 if n == 0 {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::WriteZero,
@@ -543,6 +573,7 @@ impl Segment {
     /// Seals the segment when a newer one takes over: a last time-index entry for its max
     /// timestamp, indexes trimmed to size.
     pub(crate) fn seal(&mut self) -> Result<()> {
+        self.time_index.reserve(1)?;
         self.time_index
             .maybe_push(self.max_timestamp, self.offset_of_max_timestamp);
         self.offset_index.trim()?;

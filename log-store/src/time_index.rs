@@ -105,6 +105,11 @@ impl TimeIndex {
     pub(crate) fn reset(&mut self) {
         self.file.truncate_entries(0);
     }
+    /// Room for `n` more entries that a full disk cannot fault on (see `IndexFile::reserve`).
+    pub(crate) fn reserve(&mut self, n: usize) -> Result<()> {
+        self.file.reserve(n)
+    }
+
     pub(crate) fn flush(&self) -> Result<()> {
         self.file.flush()
     }
