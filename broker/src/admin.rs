@@ -30,6 +30,19 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
             }
         }
     }
+    if let Some(groups) = broker.groups() {
+        let snapshot = groups
+            .query_all(|shard, _| crate::group::metrics::snapshot(shard))
+            .await;
+        let ends: std::collections::HashMap<(&str, i32), i64> = parts
+            .iter()
+            .map(|(t, p, _, end, _)| ((t.as_str(), *p), *end))
+            .collect();
+        broker
+            .metrics
+            .groups
+            .set(&snapshot.concat(), |t, p| ends.get(&(t, p)).copied());
+    }
     let body = broker.metrics.render(&parts);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

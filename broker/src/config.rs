@@ -46,6 +46,8 @@ pub struct BrokerConfig {
     pub max_incremental_fetch_session_cache_slots: usize,
     /// Topic defaults from the `log.*` broker configs and `message.max.bytes`.
     pub log_defaults: LogConfig,
+    /// The group coordinator's `group.*` and `offsets.*` configs.
+    pub group: crate::group::GroupConfig,
     /// Every config that was set explicitly (file or `--set`), for DescribeConfigs.
     pub explicit: BTreeMap<String, String>,
 }
@@ -122,6 +124,7 @@ impl Default for BrokerConfig {
             fetch_max_bytes: 55 * 1024 * 1024,
             max_incremental_fetch_session_cache_slots: 1000,
             log_defaults,
+            group: crate::group::GroupConfig::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -235,7 +238,11 @@ impl BrokerConfig {
                     let h: i64 = parse(key, value)?;
                     return self.set("log.roll.ms", &(h.saturating_mul(3_600_000)).to_string());
                 }
-                _ => return Err(ConfigError::Unknown(key.into())),
+                _ => match self.group.set(key, value) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(ConfigError::Unknown(key.into())),
+                    Err(reason) => return Err(invalid(reason)),
+                },
             }
         }
         self.explicit.insert(key.to_string(), value.to_string());
@@ -316,6 +323,7 @@ impl BrokerConfig {
                 out.push((b.to_string(), v));
             }
         }
+        out.extend(self.group.describe());
         out
     }
 }

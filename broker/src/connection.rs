@@ -39,6 +39,17 @@ fn api_name(k: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "Other",
     }
 }
@@ -155,11 +166,19 @@ async fn respond(
         }
     };
     let api = api_name(api_key);
+    let client_id = req
+        .header
+        .client_id
+        .as_deref()
+        .unwrap_or_default()
+        .to_string();
     let ctx = Ctx {
         broker,
         version,
         shutdown,
         api,
+        client_id: &client_id,
+        peer,
     };
     let response = handler::handle(&ctx, req.body).await;
     broker.metrics.requests.with_label_values(&[api]).inc();

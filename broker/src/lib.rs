@@ -8,7 +8,9 @@
 //!   size-checked before they are buffered, requests answered in order);
 //! - [`handler`]: one file per Kafka API, and the version table ApiVersions advertises;
 //! - [`partition`]: a partition's log and its append actor (group-committed fsyncs);
-//! - [`admin`]: `/metrics` and `/health`; [`background`]: retention, flushes, checkpoints.
+//! - [`admin`]: `/metrics` and `/health`; [`background`]: retention, flushes, checkpoints;
+//! - [`group`]: the group coordinator (consumer groups, committed offsets in
+//!   `__consumer_offsets`).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -29,6 +31,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod fetch_session;
+pub mod group;
 pub mod handler;
 pub mod metrics;
 pub mod partition;

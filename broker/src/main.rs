@@ -62,7 +62,10 @@ struct ServeArgs {
     /// log.flush.offset.checkpoint.interval.ms, log.message.timestamp.type, log.cleaner.enable,
     /// log.cleaner.backoff.ms, log.cleaner.delete.retention.ms, log.cleaner.min.cleanable.ratio,
     /// log.cleaner.min.compaction.lag.ms, log.cleaner.max.compaction.lag.ms,
-    /// max.incremental.fetch.session.cache.slots.
+    /// max.incremental.fetch.session.cache.slots, group.initial.rebalance.delay.ms,
+    /// group.min.session.timeout.ms, group.max.session.timeout.ms, group.max.size,
+    /// offsets.topic.num.partitions, offsets.topic.segment.bytes, offsets.retention.minutes,
+    /// offsets.retention.check.interval.ms, offset.metadata.max.bytes.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }

@@ -16,6 +16,8 @@ pub struct Metrics {
     log_end_offset: IntGaugeVec,
     log_start_offset: IntGaugeVec,
     log_size: IntGaugeVec,
+    /// Consumer group gauges, set at scrape time.
+    pub groups: crate::group::metrics::GroupMetrics,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -88,6 +90,10 @@ impl Metrics {
         ] {
             must(registry.register(c));
         }
+        let groups = crate::group::metrics::GroupMetrics::new();
+        for c in groups.collectors() {
+            must(registry.register(c));
+        }
         Metrics {
             registry,
             requests,
@@ -99,6 +105,7 @@ impl Metrics {
             log_end_offset,
             log_start_offset,
             log_size,
+            groups,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use anyhow::Context;
 use kafka_protocol::error::ResponseError;
@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
+use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
 use crate::topic::{effective_config, validate_name, Topic, TopicMeta};
@@ -37,6 +38,9 @@ pub struct Broker {
     /// Serialises topic creation, deletion and config changes so that the metadata files and
     /// the registry always agree.
     admin: tokio::sync::Mutex<()>,
+    /// The group coordinator; set once at the end of [`Broker::open`], after the offsets topic
+    /// (if any) was loaded.
+    groups: OnceLock<GroupCoordinator>,
     /// Held for the broker's lifetime: a second broker on this data dir is refused.
     _lock: File,
 }
@@ -108,6 +112,7 @@ impl Broker {
             topics: RwLock::new(Topics::default()),
             appended: Arc::new(watch::channel(0u64).0),
             admin: tokio::sync::Mutex::new(()),
+            groups: OnceLock::new(),
             _lock: lock,
             config,
         });
@@ -118,7 +123,13 @@ impl Broker {
             t.by_id.insert(topic.meta.id, topic.meta.name.clone());
             t.by_name.insert(topic.meta.name.clone(), topic);
         }
+        let _ = broker.groups.set(GroupCoordinator::open(&broker));
         Ok(broker)
+    }
+
+    /// The group coordinator (set by [`Broker::open`]).
+    pub fn groups(&self) -> Option<&GroupCoordinator> {
+        self.groups.get()
     }
 
     fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {

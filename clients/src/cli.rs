@@ -13,6 +13,7 @@ pub mod args;
 pub mod baseline;
 pub mod bench;
 pub mod consume;
+pub mod group;
 mod latency;
 pub mod produce;
 mod progress;
@@ -21,6 +22,7 @@ pub mod topic;
 
 pub use bench::BenchCommand;
 pub use consume::ConsumeArgs;
+pub use group::GroupCommand;
 pub use produce::ProduceArgs;
 pub use topic::TopicCommand;
 
@@ -51,6 +53,10 @@ pub enum Command {
     /// produce latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Consumer groups: list, describe (members, committed offsets, lag), delete, and reset
+    /// committed offsets.
+    #[command(subcommand)]
+    Group(GroupCommand),
 }
 
 /// Where and how to connect; every subcommand takes these.
@@ -91,6 +97,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Group(cmd) => group::run(cmd).await,
     }
 }
 
@@ -128,6 +135,16 @@ mod tests {
             &["consume", "t"],
             &["bench", "produce", "--topic", "t"],
             &["bench", "consume", "--topic", "t"],
+            &["group", "list"],
+            &["group", "describe", "g"],
+            &["group", "delete", "g"],
+            &[
+                "group",
+                "reset-offsets",
+                "g",
+                "--all-topics",
+                "--to-earliest",
+            ],
         ] {
             let mut with = args.to_vec();
             with.extend(["--bootstrap", "h:1"]);
@@ -150,6 +167,27 @@ mod tests {
             &["topic", "create", "t", "--partitions", "0"],
             &["topic", "create", "t", "--config", "=v"],
             &["topic", "alter-config", "t"],
+            &["group", "reset-offsets", "g", "--all-topics"],
+            &["group", "reset-offsets", "g", "--to-latest"],
+            &[
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "t",
+                "--to-latest",
+                "--to-earliest",
+            ],
+            &[
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "t",
+                "--to-datetime",
+                "yesterday",
+            ],
+            &["group", "delete"],
         ] {
             let error = parse(args).err().map(|e| e.kind());
             assert!(error.is_some(), "{args:?} should be refused");

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, RequestHeader, RequestKind, ResponseKind,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, RequestKind,
+    ResponseKind,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use protocol::{client, frame};
@@ -375,6 +377,12 @@ exchange! {
     DeleteTopics => DeleteTopicsRequest,
     DescribeConfigs => DescribeConfigsRequest,
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+    FindCoordinator => FindCoordinatorRequest,
+    ListGroups => ListGroupsRequest,
+    DescribeGroups => DescribeGroupsRequest,
+    DeleteGroups => DeleteGroupsRequest,
+    OffsetFetch => OffsetFetchRequest,
+    OffsetCommit => OffsetCommitRequest,
 }
 
 fn api_key<R: Request>() -> Result<ApiKey, Error> {

@@ -8,7 +8,7 @@
 //!   requests, bounded reads, a timeout on every call;
 //! - [`versions`]: which API versions this client implements and the negotiation rule (sans-IO);
 //! - [`client`]: [`Client`]: bootstrap, metadata, routing to partition leaders, retries;
-//! - [`admin`], [`offsets`], [`produce`], [`fetch`]: the operations on [`Client`];
+//! - [`admin`], [`offsets`], [`produce`], [`fetch`], [`group`]: the operations on [`Client`];
 //! - [`records`]: the record types and record batch encoding (sans-IO);
 //! - [`batch_decoder`]: defensive record batch decoding with bounded decompression (sans-IO);
 //! - [`partitioner`]: the Java client's murmur2 key partitioner and round-robin;
@@ -47,6 +47,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod fetch;
+pub mod group;
 pub mod offsets;
 pub mod partitioner;
 pub mod produce;
@@ -58,6 +59,7 @@ pub use client::{BrokerMetadata, Client, ClientConfig, PartitionMetadata, TopicM
 pub use connection::{Connection, ConnectionConfig};
 pub use error::Error;
 pub use fetch::FetchedPartition;
+pub use group::{GroupDescription, GroupListing, MemberDescription};
 pub use offsets::OffsetSpec;
 pub use produce::Acks;
 pub use records::{Compression, ConsumerRecord, ProduceRecord};

@@ -92,6 +92,24 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                         let name = name.0.to_string();
                         match b.topic(&name) {
                             Some(topic) => out.push(describe(ctx, &topic, ops)),
+                            // The group coordinator creates its topic with its own configs.
+                            None if name == crate::group::OFFSETS_TOPIC && allow_auto_create => {
+                                let created = match b.groups() {
+                                    Some(g) => {
+                                        g.ensure_topic(b).await.ok().and_then(|_| b.topic(&name))
+                                    }
+                                    None => None,
+                                };
+                                match created {
+                                    Some(topic) => out.push(describe(ctx, &topic, ops)),
+                                    None => out.push(error_topic(
+                                        ctx.version,
+                                        Some(name),
+                                        Uuid::nil(),
+                                        ResponseError::LeaderNotAvailable.code(),
+                                    )),
+                                }
+                            }
                             None if allow_auto_create && b.config.auto_create_topics_enable => {
                                 match b
                                     .create_topic(

@@ -78,6 +78,14 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<Produce
                 )));
                 continue;
             }
+            if name == crate::group::OFFSETS_TOPIC {
+                // As Kafka: only the group coordinator writes its internal topic.
+                slots.push(Slot::Done(error_partition(
+                    index,
+                    ResponseError::InvalidTopicException.code(),
+                )));
+                continue;
+            }
             let Some(partition) = ctx.broker.partition(&name, index) else {
                 slots.push(Slot::Done(error_partition(
                     index,

@@ -1,0 +1,157 @@
+//! [`GroupCoordinator`]: the broker's handle on every coordinator shard. It routes a group to
+//! its shard, creates `__consumer_offsets` on first use, and at start-up loads each shard by
+//! replaying its partition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+
+use super::actor::{ShardHandle, Unavailable};
+use super::api::{Input, Reply, ReplyId};
+use super::config::GroupConfig;
+use super::shard::GroupShard;
+use super::{load, partition_for, OFFSETS_TOPIC};
+use crate::state::{now_ms, Broker};
+
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    /// One per offsets-topic partition; `Err` holds why that shard could not be loaded.
+    shards: Vec<Result<ShardHandle, String>>,
+    /// Serialises creation of the offsets topic.
+    create: tokio::sync::Mutex<()>,
+}
+
+impl GroupCoordinator {
+    /// Loads every shard from the offsets topic if it exists (its partition count wins over
+    /// `offsets.topic.num.partitions`), and starts the shards' tasks. Blocking: call it where
+    /// blocking is allowed, inside the runtime.
+    pub fn open(broker: &Arc<Broker>) -> GroupCoordinator {
+        let config = broker.config.group.clone();
+        let now = now_ms();
+        let topic = broker.topic(OFFSETS_TOPIC);
+        let count = topic
+            .as_ref()
+            .map_or(config.offsets_topic_num_partitions, |t| t.meta.partitions);
+        let mut shards = Vec::with_capacity(count.max(0) as usize);
+        for index in 0..count {
+            let groups = match topic
+                .as_ref()
+                .and_then(|t| t.partitions.get(index as usize))
+            {
+                None => Ok(BTreeMap::new()),
+                Some(p) => match p.log() {
+                    Err(reason) => Err(format!("offsets partition {index} is offline: {reason}")),
+                    Ok(log) => match load::replay(log) {
+                        Ok(replay) => {
+                            if replay.records > 0 {
+                                tracing::info!(
+                                    shard = index,
+                                    records = replay.records,
+                                    bad_records = replay.bad_records,
+                                    "loaded consumer groups"
+                                );
+                            }
+                            Ok(replay.into_groups(now))
+                        }
+                        Err(e) => Err(format!("cannot read offsets partition {index}: {e}")),
+                    },
+                },
+            };
+            shards.push(groups.map(|groups| {
+                let shard = GroupShard::with_groups(config.clone(), groups, now);
+                ShardHandle::spawn(index, shard, Arc::downgrade(broker))
+            }));
+            if let Some(Err(e)) = shards.last() {
+                tracing::error!(shard = index, error = %e, "group coordinator shard unavailable");
+            }
+        }
+        GroupCoordinator {
+            config,
+            shards,
+            create: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn shard_count(&self) -> i32 {
+        self.shards.len() as i32
+    }
+
+    /// The shard of `group_id`.
+    pub fn shard_for(&self, group_id: &str) -> Result<&ShardHandle, Unavailable> {
+        let index = partition_for(group_id, self.shard_count());
+        match self.shards.get(index as usize) {
+            Some(Ok(s)) => Ok(s),
+            _ => Err(Unavailable),
+        }
+    }
+
+    /// Every shard that is serving.
+    pub fn shards(&self) -> impl Iterator<Item = &ShardHandle> {
+        self.shards.iter().filter_map(|s| s.as_ref().ok())
+    }
+
+    /// Steps a request on `group_id`'s shard and waits for the reply.
+    pub async fn request(
+        &self,
+        group_id: &str,
+        input: impl FnOnce(ReplyId) -> Input + Send + 'static,
+    ) -> Result<Reply, Unavailable> {
+        self.shard_for(group_id)?.request(input).await
+    }
+
+    /// Reads `group_id`'s shard.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&GroupShard, i64) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        self.shard_for(group_id)?.query(f).await
+    }
+
+    /// Reads every serving shard.
+    pub async fn query_all<T: Send + 'static>(
+        &self,
+        f: impl Fn(&GroupShard, i64) -> T + Send + Clone + 'static,
+    ) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.shards.len());
+        for s in self.shards() {
+            if let Ok(v) = s.query(f.clone()).await {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Creates `__consumer_offsets` (compacted, one partition per shard) unless it exists.
+    pub async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<(), ResponseError> {
+        if broker.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let _guard = self.create.lock().await;
+        if broker.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                self.config.offsets_topic_segment_bytes.to_string(),
+            ),
+        ]);
+        match broker
+            .create_topic(OFFSETS_TOPIC, self.shard_count(), configs, false)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(partitions = self.shard_count(), "created {OFFSETS_TOPIC}");
+                Ok(())
+            }
+            Err((ResponseError::TopicAlreadyExists, _)) => Ok(()),
+            Err((code, message)) => {
+                tracing::error!(error = %message, "cannot create {OFFSETS_TOPIC}");
+                Err(code)
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Start-up: rebuilds a shard's groups and committed offsets by replaying its
+//! `__consumer_offsets` partition from the log start (the latest record per key wins; a
+//! tombstone deletes).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use log_store::Log;
+
+use super::classic::ClassicGroup;
+use super::records::{decode_batches, GroupValue, OffsetValue, OffsetsRecord};
+
+/// Bytes read per step of the replay.
+const LOAD_READ_BYTES: usize = 4 << 20;
+
+/// What a replay found, before it becomes groups.
+#[derive(Debug, Default)]
+pub(super) struct Replay {
+    metadata: BTreeMap<String, GroupValue>,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
+    pub(super) records: u64,
+    pub(super) bad_records: u64,
+}
+
+impl Replay {
+    pub(super) fn apply(&mut self, record: OffsetsRecord) {
+        self.records += 1;
+        match record {
+            OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let offsets = self.offsets.entry(group.clone()).or_default();
+                match value {
+                    Some(v) => {
+                        offsets.insert((topic, partition), v);
+                    }
+                    None => {
+                        offsets.remove(&(topic, partition));
+                        if offsets.is_empty() {
+                            self.offsets.remove(&group);
+                        }
+                    }
+                }
+            }
+            OffsetsRecord::Group { group, value } => match value {
+                Some(v) => {
+                    self.metadata.insert(group, v);
+                }
+                None => {
+                    self.metadata.remove(&group);
+                }
+            },
+        }
+    }
+
+    /// The groups: those with metadata, and those that only hold offsets (simple consumers,
+    /// or groups whose metadata was deleted).
+    pub(super) fn into_groups(mut self, now_ms: i64) -> BTreeMap<String, ClassicGroup> {
+        let mut groups = BTreeMap::new();
+        for (id, value) in std::mem::take(&mut self.metadata) {
+            groups.insert(id.clone(), ClassicGroup::from_value(&id, value, now_ms));
+        }
+        for (id, offsets) in self.offsets {
+            groups
+                .entry(id.clone())
+                .or_insert_with(|| ClassicGroup::new(&id, now_ms))
+                .offsets = offsets;
+        }
+        groups
+    }
+}
+
+/// Replays `log` from its start to its high watermark.
+pub(super) fn replay(log: &RwLock<Log>) -> Result<Replay, log_store::Error> {
+    let read = |offset: i64| {
+        let guard = log.read().unwrap_or_else(|p| p.into_inner());
+        let hw = guard.high_watermark();
+        guard
+            .read(offset, LOAD_READ_BYTES, hw, true)
+            .map(|info| (info, hw))
+    };
+    let mut replay = Replay::default();
+    let mut offset = log
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .log_start_offset();
+    loop {
+        let (info, hw) = read(offset)?;
+        if offset >= hw {
+            break;
+        }
+        let Some(region) = info.region else {
+            break;
+        };
+        let bytes = region.to_vec()?;
+        let mut bad = 0u64;
+        let (records, next) = decode_batches(&bytes, |at, e| {
+            bad += 1;
+            tracing::warn!(offset = at, error = %e, "skipping an undecodable offsets-topic record");
+        })?;
+        replay.bad_records += bad;
+        for (_, r) in records {
+            replay.apply(r);
+        }
+        match next {
+            Some(n) if n > offset => offset = n,
+            _ => break,
+        }
+    }
+    Ok(replay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::records::encode_batch;
+    use log_store::{AppendOptions, LogConfig, TopicPartition};
+
+    fn commit(group: &str, partition: i32, offset: Option<i64>) -> OffsetsRecord {
+        OffsetsRecord::Offset {
+            group: group.into(),
+            topic: "t".into(),
+            partition,
+            value: offset.map(|offset| OffsetValue {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_latest_record_per_key_wins() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let tp = TopicPartition::new(super::super::OFFSETS_TOPIC, 0);
+        let (mut log, _) = Log::create(dir.path(), &tp, LogConfig::default(), 0)?;
+        let opts = AppendOptions {
+            leader_epoch: 0,
+            now_ms: 0,
+        };
+        log.append(
+            &encode_batch(&[commit("a", 0, Some(5)), commit("a", 1, Some(7))], 0)?,
+            opts,
+        )?;
+        log.append(
+            &encode_batch(&[commit("a", 0, Some(9)), commit("b", 0, Some(1))], 0)?,
+            opts,
+        )?;
+        log.append(&encode_batch(&[commit("b", 0, None)], 0)?, opts)?;
+        let log = RwLock::new(log);
+        let replay = replay(&log)?;
+        assert_eq!(replay.records, 5);
+        let groups = replay.into_groups(100);
+        assert_eq!(
+            groups.keys().collect::<Vec<_>>(),
+            vec!["a"],
+            "b's only offset was deleted"
+        );
+        let a = &groups["a"];
+        assert_eq!(a.offsets[&("t".to_string(), 0)].offset, 9);
+        assert_eq!(a.offsets[&("t".to_string(), 1)].offset, 7);
+        Ok(())
+    }
+}

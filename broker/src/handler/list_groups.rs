@@ -1,0 +1,60 @@
+//! ListGroups (v0-5): every group of every shard, filtered by state (v4+) and type (v5+; all
+//! of ours are "classic").
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::{sb, Ctx};
+use crate::group::classic::GroupState;
+
+pub(super) async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
+    let v = ctx.version;
+    let Some(coordinator) = ctx.broker.groups() else {
+        return ListGroupsResponse::default()
+            .with_error_code(kafka_protocol::error::ResponseError::CoordinatorNotAvailable.code());
+    };
+    // Unknown state names match no group, as in Kafka.
+    let states: Vec<Option<GroupState>> = if v >= 4 {
+        req.states_filter
+            .iter()
+            .map(|s| GroupState::parse(s))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let types_ok = v < 5
+        || req.types_filter.is_empty()
+        || req
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("classic"));
+    let listed = coordinator
+        .query_all(|shard, _| {
+            shard
+                .groups()
+                .filter(|g| !g.is(GroupState::Dead))
+                .map(|g| (g.group_id.clone(), g.protocol_type.clone(), g.state))
+                .collect::<Vec<_>>()
+        })
+        .await;
+    let mut groups: Vec<ListedGroup> = listed
+        .into_iter()
+        .flatten()
+        .filter(|(_, _, state)| states.is_empty() || states.contains(&Some(*state)))
+        .filter(|_| types_ok)
+        .map(|(id, protocol_type, state)| {
+            let mut g = ListedGroup::default()
+                .with_group_id(GroupId(sb(id)))
+                .with_protocol_type(sb(protocol_type.unwrap_or_default()));
+            if v >= 4 {
+                g.group_state = sb(state.name());
+            }
+            if v >= 5 {
+                g.group_type = sb("classic");
+            }
+            g
+        })
+        .collect();
+    groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
+    ListGroupsResponse::default().with_groups(groups)
+}

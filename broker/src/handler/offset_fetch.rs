@@ -1,0 +1,126 @@
+//! OffsetFetch (v1-9): committed offsets of the named partitions, or of all (topics null,
+//! v2+); v8+ asks for several groups at once. A partition with no commit gets offset -1.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+
+use super::{sb, Ctx};
+use crate::group::offsets::TopicOffsets;
+
+/// One group's answer, or its error.
+async fn fetch(
+    ctx: &Ctx<'_>,
+    group_id: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<TopicOffsets>, ResponseError> {
+    let Some(coordinator) = ctx.broker.groups() else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    let id = group_id.clone();
+    coordinator
+        .query(&group_id, move |shard, _| {
+            shard.committed(&id, topics.as_deref())
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)
+}
+
+pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let v = ctx.version;
+    if v >= 8 {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            groups.push(match fetch(ctx, g.group_id.0.to_string(), topics).await {
+                Ok(found) => group.with_topics(
+                    found
+                        .into_iter()
+                        .map(|(topic, parts)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(sb(topic)))
+                                .with_partitions(
+                                    parts
+                                        .into_iter()
+                                        .map(|(p, o)| {
+                                            let (offset, epoch, meta) = match o {
+                                                Some(o) => (o.offset, o.leader_epoch, o.metadata),
+                                                None => (-1, -1, String::new()),
+                                            };
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(sb(meta)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    ctx.broker.metrics.error(ctx.api, e.code());
+                    group.with_error_code(e.code())
+                }
+            });
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let group_id: GroupId = req.group_id;
+    let requested: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let result = fetch(ctx, group_id.0.to_string(), requested.clone()).await;
+    let (found, error) = match result {
+        Ok(found) => (found, 0),
+        Err(e) => {
+            ctx.broker.metrics.error(ctx.api, e.code());
+            // v1 has no top-level error: every partition carries it.
+            let per_partition = requested
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
+                .collect();
+            (if v < 2 { per_partition } else { Vec::new() }, e.code())
+        }
+    };
+    let partition_error = if v < 2 { error } else { 0 };
+    let topics = found
+        .into_iter()
+        .map(|(topic, parts)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(sb(topic)))
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let (offset, epoch, meta) = match o {
+                                Some(o) => (o.offset, o.leader_epoch, o.metadata),
+                                None => (-1, -1, String::new()),
+                            };
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(if v >= 5 { epoch } else { -1 })
+                                .with_metadata(Some(sb(meta)))
+                                .with_error_code(partition_error)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default()
+        .with_topics(topics)
+        .with_error_code(if v >= 2 { error } else { 0 })
+}
