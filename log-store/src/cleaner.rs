@@ -274,6 +274,7 @@ impl Cleaner {
             segments,
             config: self.config.clone(),
             hooks: Arc::clone(&self.hooks),
+            producer_last_offsets: log.producer_state().last_batch_offsets(),
             guard,
         })
     }
@@ -303,6 +304,9 @@ pub struct CleanPlan {
     segments: Vec<SegmentSnapshot>,
     config: CleanerConfig,
     hooks: Arc<dyn CleanerHooks>,
+    /// Producer id -> last offset of its last batch, when planned: that batch stays (as an
+    /// empty batch if need be) so that a reopened log still knows the producer's sequence.
+    producer_last_offsets: HashMap<i64, i64>,
     guard: CleaningGuard,
 }
 
@@ -512,7 +516,9 @@ impl CleanPlan {
             return Ok(Filtered::Whole);
         }
         let removed = (views.len() - kept.len()) as u64;
-        if kept.is_empty() && !self.hooks.retain_empty_batch(h) {
+        let last_of_producer = h.producer_id >= 0
+            && self.producer_last_offsets.get(&h.producer_id) == Some(&h.last_offset());
+        if kept.is_empty() && !self.hooks.retain_empty_batch(h) && !last_of_producer {
             return Ok(Filtered::Dropped { removed });
         }
         let bytes = rebuild_batch(bytes, h, &body, &kept)?;

@@ -47,6 +47,35 @@ pub enum Error {
     #[error("cannot compress records with codec {codec}: {reason}")]
     Compression { codec: i16, reason: String },
 
+    /// An idempotent producer's batch carries an epoch older than the partition has seen: a
+    /// newer instance of the producer took over. Maps to `INVALID_PRODUCER_EPOCH`.
+    #[error(
+        "producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}"
+    )]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+
+    /// An idempotent producer's batch does not follow its last one (a gap, or a new epoch not
+    /// starting at 0). Maps to `OUT_OF_ORDER_SEQUENCE_NUMBER`.
+    #[error(
+        "producer {producer_id} epoch {epoch}: sequence {sequence} does not follow {last_sequence}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        sequence: i32,
+        last_sequence: i32,
+    },
+
+    /// A batch already in the log arrived again inside an append of several batches (a
+    /// single-batch append is acknowledged with the original offsets instead). Maps to
+    /// `DUPLICATE_SEQUENCE_NUMBER`.
+    #[error("producer {producer_id}: batch with sequence {sequence} is a duplicate")]
+    DuplicateSequence { producer_id: i64, sequence: i32 },
+
     /// An operating-system I/O error (ENOSPC, EACCES, EIO, ...), with the file it concerned.
     #[error("I/O error on {path}: {source}")]
     Io {

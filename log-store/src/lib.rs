@@ -11,6 +11,9 @@
 //! - [`Log`]: a partition directory `<topic>-<partition>/` of segments: append, read (file
 //!   regions served as stored), ListOffsets lookups, flush (group commit via [`FlushTicket`]),
 //!   recovery after a crash, retention and DeleteRecords;
+//! - [`producer_state`]: idempotent producers' epochs and last sequence numbers per partition
+//!   (duplicates acknowledged with their original offsets, gaps and old epochs refused),
+//!   rebuilt on open from a `<offset>.snapshot` plus the batch headers after it;
 //! - [`cleaner`]: compaction (`cleanup.policy=compact`): plan under `&Log`, clean without the
 //!   log, install under `&mut Log` ([`Log::compact`] does all three), with a crash-safe swap
 //!   of each cleaned segment and a per-partition `cleaner-offset-checkpoint`;
@@ -43,6 +46,7 @@ mod index_file;
 mod leader_epoch;
 mod log;
 mod offset_index;
+pub mod producer_state;
 pub mod records;
 mod segment;
 mod segment_file;
@@ -58,3 +62,4 @@ pub use crate::log::{
     AppendInfo, AppendOptions, FileRegion, FlushTicket, Log, OffsetSpec, ReadInfo, RecoveryReport,
     RetentionReport, TopicPartition,
 };
+pub use crate::producer_state::{BatchMetadata, ProducerEntry, ProducerState};

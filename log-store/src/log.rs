@@ -15,6 +15,7 @@ use crate::checkpoint::{
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Error, Result};
 use crate::leader_epoch::LeaderEpochCache;
+use crate::producer_state::{self, Checked, ProducerEntry, ProducerState};
 use crate::records;
 use crate::segment::{self, sync_dir, PreparedBatch, Segment, SegmentSizing, SegmentSnapshot};
 use crate::segment_file::{DataFile, SegmentFile, Storage};
@@ -198,6 +199,10 @@ pub struct RecoveryReport {
     pub truncated_at_offset: Option<i64>,
     pub segments_deleted: usize,
     pub indexes_rebuilt: usize,
+    /// The producer snapshot the producer state was loaded from, if any.
+    pub producer_snapshot_offset: Option<i64>,
+    /// Batch headers read after that snapshot to rebuild the producer state.
+    pub producer_batches_replayed: u64,
 }
 
 /// What a retention pass deleted.
@@ -238,6 +243,10 @@ pub struct Log {
     /// `&Log` and cleared when the pass's output is installed or dropped, possibly on another
     /// thread, hence atomic: two passes would write the same `.cleaned` files.
     cleaning: Arc<AtomicBool>,
+    /// Idempotent producers' epochs and last batches (Kafka's `ProducerStateManager`).
+    producer_state: ProducerState,
+    /// Producer entries staged by the append in progress, kept to reuse the allocation.
+    pending_producers: Vec<(i64, ProducerEntry)>,
 }
 
 fn sizing(c: &LogConfig) -> SegmentSizing {
@@ -437,12 +446,21 @@ impl Log {
             prepared: Vec::new(),
             first_dirty_offset: read_cleaner_checkpoint(dir)?.unwrap_or(0),
             cleaning: Arc::new(AtomicBool::new(false)),
+            producer_state: ProducerState::default(),
+            pending_producers: Vec::new(),
         };
         let leo = log.log_end_offset();
         log.log_start_offset = start.min(leo);
         log.recovery_point = leo;
         log.active_mut().prepare_for_append()?;
         log.leader_epochs.truncate_from_end(leo)?;
+        // Snapshots past the (possibly truncated) log end go; the newest other one plus the
+        // headers after it rebuild the producer state.
+        let (state, snapshot) = ProducerState::load(dir, leo)?;
+        log.producer_state = state;
+        report.producer_snapshot_offset = snapshot;
+        report.producer_batches_replayed =
+            log.replay_producer_state(snapshot.unwrap_or(i64::MIN))?;
         // From now on a crash is not a clean shutdown.
         log.write_checkpoint(false)?;
         Ok((log, report))
@@ -482,6 +500,8 @@ impl Log {
                 (Some(b), "log") => bases.push(b),
                 (Some(b), "index" | "timeindex") => others.push((path, b)),
                 (Some(b), "log.swap") => swaps.push((path, b)),
+                // Producer state snapshots: `ProducerState::load` reads them.
+                (Some(_), producer_state::SNAPSHOT_SUFFIX) => {}
                 _ => {
                     return Err(Error::NotALogDirectory {
                         path: dir.to_path_buf(),
@@ -514,6 +534,50 @@ impl Log {
         }
         sync_dir(dir)?;
         Ok((bases, swapped))
+    }
+
+    /// Rebuilds the producer state from the batch headers at and after `from` (records are not
+    /// decoded). Returns how many headers it read.
+    fn replay_producer_state(&mut self, from: i64) -> Result<u64> {
+        let mut replayed = 0;
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        for seg in self.segments.range(first..).map(|(_, s)| s) {
+            if seg.next_offset() <= from {
+                continue;
+            }
+            let mut pos = if from > seg.base_offset() {
+                seg.position_of_offset(from, seg.size())?
+            } else {
+                0
+            };
+            while pos < seg.size() {
+                let h = seg.header_at(pos)?;
+                self.producer_state.replay(&h);
+                replayed += 1;
+                pos += h.total_bytes() as u64;
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Writes a producer snapshot at the log end offset, unless the newest one is there.
+    fn write_producer_snapshot(&mut self) -> Result<()> {
+        let offset = self.log_end_offset();
+        if self.producer_state.latest_snapshot_offset() == Some(offset) {
+            return Ok(());
+        }
+        let segments = &self.segments;
+        self.producer_state
+            .write_snapshot(&self.dir, offset, &|o| segments.contains_key(&o))
+    }
+
+    /// The idempotent producers this partition tracks.
+    pub fn producer_state(&self) -> &ProducerState {
+        &self.producer_state
     }
 
     fn write_checkpoint(&self, clean_shutdown: bool) -> Result<()> {
@@ -603,9 +667,12 @@ impl Log {
         self.check_online()?;
         // Reuse the last append's vector: no allocation per append in the steady state.
         let mut prepared = std::mem::take(&mut self.prepared);
-        let result = self.append_with(records, opts, &mut prepared);
+        let mut pending = std::mem::take(&mut self.pending_producers);
+        let result = self.append_with(records, opts, &mut prepared, &mut pending);
         prepared.clear();
+        pending.clear();
         self.prepared = prepared;
+        self.pending_producers = pending;
         result
     }
 
@@ -614,6 +681,7 @@ impl Log {
         records: &[u8],
         opts: AppendOptions,
         prepared: &mut Vec<PreparedBatch>,
+        pending: &mut Vec<(i64, ProducerEntry)>,
     ) -> Result<AppendInfo> {
         let max = self.config.max_message_bytes.max(BATCH_HEADER_BYTES);
         let log_append = self.config.message_timestamp_type == TimestampType::LogAppendTime;
@@ -646,6 +714,30 @@ impl Log {
                 );
             }
             let header = BatchHeader::parse(&header_bytes)?;
+            if producer_state::is_tracked(&header) {
+                match self.producer_state.check(&header, pending)? {
+                    Checked::Append => self.producer_state.stage(&header, pending),
+                    // A retry of a batch already written: acknowledged with its original
+                    // offsets, nothing written (Kafka; its produce requests hold one batch).
+                    Checked::Duplicate(d) if at == 0 && len == records.len() => {
+                        return Ok(AppendInfo {
+                            base_offset: d.first_offset,
+                            last_offset: d.last_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: self.log_start_offset,
+                            max_timestamp: d.timestamp,
+                            batches: 0,
+                            bytes: 0,
+                        });
+                    }
+                    Checked::Duplicate(_) => {
+                        return Err(Error::DuplicateSequence {
+                            producer_id: header.producer_id,
+                            sequence: header.base_sequence,
+                        })
+                    }
+                }
+            }
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next = header.next_offset();
             prepared.push(PreparedBatch {
@@ -671,6 +763,7 @@ impl Log {
             }
             return Err(e);
         }
+        self.producer_state.commit(pending);
         self.unflushed_messages += next - base_offset;
         self.first_unflushed_ms.get_or_insert(opts.now_ms);
         Ok(AppendInfo {
@@ -717,6 +810,11 @@ impl Log {
         self.active_mut().seal()?;
         self.segments.insert(base, seg);
         self.active_mut().prepare_for_append()?;
+        // Recovery replays the producer state from here on. Without the snapshot it replays
+        // from an older one: slower, not wrong.
+        if let Err(e) = self.write_producer_snapshot() {
+            tracing::warn!(error = %e, dir = %self.dir.display(), "cannot write a producer snapshot");
+        }
         Ok(())
     }
 
@@ -912,6 +1010,7 @@ impl Log {
         self.check_online()?;
         // Sealed segments had their indexes trimmed and synced when they rolled.
         self.active().flush_indexes()?;
+        self.write_producer_snapshot()?;
         self.write_checkpoint(false)
     }
 
@@ -925,6 +1024,7 @@ impl Log {
         self.check_online()?;
         self.flush()?;
         self.active_mut().seal()?;
+        self.write_producer_snapshot()?;
         self.write_checkpoint(true)?;
         self.offline = Some("the log is closed".into());
         Ok(())
@@ -947,6 +1047,8 @@ impl Log {
             report.segments_deleted += 1;
             seg.delete_files()?;
         }
+        self.producer_state
+            .delete_snapshots_before(&self.dir, next_base)?;
         Ok(())
     }
 
@@ -965,6 +1067,7 @@ impl Log {
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport> {
         self.check_online()?;
         let mut report = RetentionReport::default();
+        self.producer_state.remove_expired(now_ms);
         // Segments wholly below the log start offset (DeleteRecords).
         while self.first_segment_below_log_start() {
             self.delete_oldest(&mut report)?;
