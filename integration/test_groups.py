@@ -552,3 +552,95 @@ def test_group_admin_apis_cli_and_metrics(broker_factory, unique_topic):
     cli(broker, "group", "delete", group)
     assert group not in cli(broker, "group", "list").stdout
     assert committed_offsets(broker, group, topic, partitions) == {p: -1001 for p in range(partitions)}
+
+
+# --------------------------------------------------------------------------
+# KIP-848 consumer protocol (group.protocol=consumer)
+# --------------------------------------------------------------------------
+
+CONSUMER_PROTOCOL_SETS = {
+    "group.consumer.heartbeat.interval.ms": "500",
+    "group.consumer.session.timeout.ms": "6000",
+}
+
+
+def consumer_protocol_conf(broker, group: str, **extra) -> dict:
+    # Session and heartbeat timing are the broker's under this protocol.
+    conf = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": group,
+        "group.protocol": "consumer",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "max.poll.interval.ms": 30000,
+        "fetch.wait.max.ms": 100,
+        "topic.metadata.refresh.interval.ms": 2000,
+    }
+    conf.update(extra)
+    return conf
+
+
+def test_consumer_protocol_group_moves_partitions_and_survives_a_killed_broker(broker_factory, unique_topic):
+    broker = broker_factory(sets={**BROKER_SETS, **CONSUMER_PROTOCOL_SETS})
+    topic, group, partitions = unique_topic(), f"kip848-{uuid.uuid4().hex[:8]}", 6
+    create_topic(broker, topic, partitions)
+    first = produce(broker, topic, partitions, 0, 300)
+    events = Events()
+    procs = [ConsumerProc(CONSUMER_SCRIPT, consumer_protocol_conf(broker, group), topic, f"c{i}", events)
+             for i in range(3)]
+    try:
+        names = [p.name for p in procs]
+        assignment = wait_assigned(events, names, partitions)
+        assert all(len(assignment[n]) == 2 for n in names), dict(assignment)
+        wait_consumed(events, first)
+        # The broker agrees: three members, every partition once.
+        d = json.loads(cli(broker, "group", "describe", group, "--json").stdout)
+        assert len(d["members"]) == 3, d
+        owned = sorted(p for m in d["members"] for p in m["assignment"].get(topic, []))
+        assert owned == list(range(partitions)), d
+
+        # One consumer leaves: its partitions move to the others, nothing is skipped.
+        leaving = procs.pop()
+        leaving.stop()
+        second = produce(broker, topic, partitions, 300, 150)
+        wait_assigned(events, [p.name for p in procs], partitions)
+        wait_consumed(events, second)
+
+        # The broker dies (SIGKILL); the group and its commits come back.
+        wait_until(lambda: sum(committed_offsets(broker, group, topic, partitions).values()) == 450,
+                   OP_TIMEOUT, what="450 offsets committed before the crash")
+        broker.restart(clean=False)
+        third = produce(broker, topic, partitions, 450, 150)
+        wait_consumed(events, third, timeout=40)
+        check_delivery(events, {p: 100 for p in range(partitions)})
+        wait_until(lambda: committed_offsets(broker, group, topic, partitions) == {p: 100 for p in range(partitions)},
+                   OP_TIMEOUT, what="all offsets committed")
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_consumer_protocol_regex_subscription_and_group_listing(broker_factory, unique_topic):
+    broker = broker_factory(sets={**BROKER_SETS, **CONSUMER_PROTOCOL_SETS})
+    prefix = unique_topic()
+    group = f"kip848re-{uuid.uuid4().hex[:8]}"
+    for suffix in ("a", "b"):
+        create_topic(broker, f"{prefix}-{suffix}", 2)
+    values = produce(broker, f"{prefix}-a", 2, 0, 10, tag="a") + produce(broker, f"{prefix}-b", 2, 0, 10, tag="b")
+    c = Consumer(consumer_protocol_conf(broker, group))
+    got = []
+    try:
+        c.subscribe([f"^{prefix}-.*"])
+        deadline = time.monotonic() + OP_TIMEOUT
+        while len(got) < len(values) and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and m.error() is None:
+                got.append(m.value().decode())
+        assert sorted(got) == sorted(values)
+        listed = json.loads(cli(broker, "group", "list", "--json").stdout)
+        assert any(g.get("group") == group or g.get("group_id") == group for g in listed), listed
+        d = json.loads(cli(broker, "group", "describe", group, "--json").stdout)
+        assert len(d["members"]) == 1, d
+        assert sorted(d["members"][0]["assignment"]) == [f"{prefix}-a", f"{prefix}-b"], d
+    finally:
+        c.close()

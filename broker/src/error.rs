@@ -16,6 +16,9 @@ pub fn log_error_code(e: &Error) -> i16 {
         },
         Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        Error::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        Error::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        Error::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
         Error::Corrupted { .. }
         | Error::Offline { .. }
         | Error::Io { .. }

@@ -7,6 +7,7 @@
 //! - [`server`] and [`connection`]: the listener and one task per connection (frames are
 //!   size-checked before they are buffered, requests answered in order);
 //! - [`handler`]: one file per Kafka API, and the version table ApiVersions advertises;
+//! - [`producer_ids`]: idempotent producer ids, allocated in persisted blocks;
 //! - [`partition`]: a partition's log and its append actor (group-committed fsyncs);
 //! - [`admin`]: `/metrics` and `/health`; [`background`]: retention, flushes, checkpoints;
 //! - [`group`]: the group coordinator (consumer groups, committed offsets in
@@ -35,6 +36,7 @@ pub mod group;
 pub mod handler;
 pub mod metrics;
 pub mod partition;
+pub mod producer_ids;
 pub mod server;
 pub mod state;
 pub mod topic;

@@ -16,6 +16,7 @@ use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
+use crate::producer_ids::ProducerIdManager;
 use crate::topic::{effective_config, validate_name, Topic, TopicMeta};
 
 /// An error for one topic in an admin request: Kafka code and message.
@@ -41,6 +42,8 @@ pub struct Broker {
     /// The group coordinator; set once at the end of [`Broker::open`], after the offsets topic
     /// (if any) was loaded.
     groups: OnceLock<GroupCoordinator>,
+    /// Idempotent producer ids (InitProducerId), unique across restarts.
+    pub producer_ids: ProducerIdManager,
     /// Held for the broker's lifetime: a second broker on this data dir is refused.
     _lock: File,
 }
@@ -103,7 +106,9 @@ impl Broker {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
+        let producer_ids = ProducerIdManager::open(&dir)?;
         let broker = Arc::new(Broker {
+            producer_ids,
             metrics: Metrics::new(),
             fetch_sessions: Mutex::new(FetchSessionCache::new(
                 config.max_incremental_fetch_session_cache_slots,

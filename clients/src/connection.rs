@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, RequestKind,
-    ResponseKind,
+    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    RequestHeader, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use protocol::{client, frame};
@@ -383,6 +383,7 @@ exchange! {
     DeleteGroups => DeleteGroupsRequest,
     OffsetFetch => OffsetFetchRequest,
     OffsetCommit => OffsetCommitRequest,
+    ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
 }
 
 fn api_key<R: Request>() -> Result<ApiKey, Error> {

@@ -11,9 +11,9 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
-    TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, DeleteGroupsRequest,
+    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -73,6 +73,57 @@ impl GroupDescription {
     pub fn is_active(&self) -> bool {
         !matches!(self.state.as_str(), "Empty" | "Dead")
     }
+}
+
+/// A KIP-848 consumer-protocol group by ConsumerGroupDescribe (`None`: not one).
+async fn describe_consumer_group(
+    conn: &Connection,
+    group: &str,
+    coordinator: i32,
+) -> Result<Option<GroupDescription>, Error> {
+    let request =
+        ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str_bytes(group))]);
+    let response = conn.call(request, Duration::ZERO).await?;
+    let Some(g) = response
+        .groups
+        .into_iter()
+        .find(|g| g.group_id.0.as_str() == group)
+    else {
+        return Ok(None);
+    };
+    if g.error_code == GROUP_ID_NOT_FOUND {
+        return Ok(None);
+    }
+    if let Some(e) = Error::from_code(
+        || format!("describe consumer group {group:?}"),
+        g.error_code,
+        g.error_message.as_deref(),
+    ) {
+        return Err(e);
+    }
+    Ok(Some(GroupDescription {
+        group_id: group.to_string(),
+        state: g.group_state.to_string(),
+        protocol_type: "consumer".to_string(),
+        protocol: g.assignor_name.to_string(),
+        members: g
+            .members
+            .into_iter()
+            .map(|m| MemberDescription {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.instance_id.map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                client_host: m.client_host.to_string(),
+                assignment: m
+                    .assignment
+                    .topic_partitions
+                    .into_iter()
+                    .map(|tp| (tp.topic_name.0.to_string(), tp.partitions))
+                    .collect(),
+            })
+            .collect(),
+        coordinator,
+    }))
 }
 
 /// The partitions of a consumer protocol assignment (`None`: not one).
@@ -207,6 +258,15 @@ impl Client {
                     addr: conn.addr().to_string(),
                     reason: format!("no description of group {group:?}"),
                 })?;
+            // A KIP-848 consumer-protocol group is not one DescribeGroups knows: it answers
+            // as for an unknown group, and ConsumerGroupDescribe describes it.
+            let unknown = g.error_code == GROUP_ID_NOT_FOUND
+                || (g.error_code == 0 && g.group_state.as_str() == "Dead");
+            if unknown && conn.version(ApiKey::ConsumerGroupDescribe).is_ok() {
+                if let Some(d) = describe_consumer_group(&conn, group, coordinator).await? {
+                    return Ok(d);
+                }
+            }
             // An unknown group is "Dead"; newer brokers say GROUP_ID_NOT_FOUND as well.
             if g.error_code != GROUP_ID_NOT_FOUND {
                 if let Some(e) = Error::from_code(

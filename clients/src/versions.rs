@@ -36,6 +36,7 @@ pub const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetFetch, 2, 7),
     (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The negotiated version of each API a broker and this client share.

@@ -178,6 +178,60 @@ pub struct OffsetDeleteResponse {
     pub partitions: PartitionResults,
 }
 
+/// Partitions by topic id, as ConsumerGroupHeartbeat carries them.
+pub type TopicIdPartitions = Vec<(uuid::Uuid, Vec<i32>)>;
+
+/// A ConsumerGroupHeartbeat (KIP-848), checked by its handler. `None` fields: unchanged since
+/// the member's last heartbeat.
+#[derive(Debug, Clone)]
+pub struct ConsumerHeartbeatRequest {
+    pub group_id: String,
+    /// Empty: a new member (v0), which gets `new_member_id`.
+    pub member_id: String,
+    /// 0: join; -1: leave; -2: a static member leaves for now.
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    /// -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    /// Some(""): no regex any more.
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// The partitions the member owns now.
+    pub owned: Option<TopicIdPartitions>,
+    /// The id for a new member without one; chosen by the caller (determinism).
+    pub new_member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    /// The broker's topics now: name to (id, partition count).
+    pub topics: std::collections::BTreeMap<String, (uuid::Uuid, i32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerHeartbeatResponse {
+    pub error: i16,
+    pub error_message: Option<String>,
+    pub member_id: Option<String>,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's whole assignment, when it may have changed.
+    pub assignment: Option<TopicIdPartitions>,
+}
+
+impl ConsumerHeartbeatResponse {
+    pub fn error(error: ResponseError, message: Option<String>) -> Self {
+        ConsumerHeartbeatResponse {
+            error: error.code(),
+            error_message: message,
+            member_id: None,
+            member_epoch: 0,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        }
+    }
+}
+
 /// An input to [`super::shard::GroupShard::step`].
 #[derive(Debug, Clone)]
 pub enum Input {
@@ -188,6 +242,7 @@ pub enum Input {
     Commit(ReplyId, CommitRequest),
     DeleteGroups(ReplyId, Vec<String>),
     DeleteOffsets(ReplyId, OffsetDeleteRequest),
+    ConsumerHeartbeat(ReplyId, ConsumerHeartbeatRequest),
     /// An append finished: `Err` carries the Kafka error to report.
     Persisted(PersistId, Result<(), i16>),
     /// Time passed: fire every timer that is due.
@@ -204,6 +259,7 @@ pub enum Reply {
     Commit(PartitionResults),
     DeleteGroups(Vec<(String, i16)>),
     DeleteOffsets(OffsetDeleteResponse),
+    ConsumerHeartbeat(ConsumerHeartbeatResponse),
 }
 
 /// What the shell must do after a step.

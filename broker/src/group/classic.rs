@@ -91,6 +91,9 @@ pub struct ClassicGroup {
     /// A member joined during the initial delay (the delay is extended).
     pub new_member_added: bool,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// `Some`: a KIP-848 consumer-protocol group (it has no classic members; its state here
+    /// is `Stable` with members, `Empty` without, for the checks both kinds share).
+    pub consumer: Option<Box<super::consumer::ConsumerGroup>>,
     next_join_seq: u64,
 }
 
@@ -113,6 +116,7 @@ impl ClassicGroup {
             initial_delay: None,
             new_member_added: false,
             offsets: BTreeMap::new(),
+            consumer: None,
             next_join_seq: 0,
         }
     }
@@ -306,6 +310,9 @@ impl ClassicGroup {
     pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
         use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::Decodable;
+        if let Some(c) = &self.consumer {
+            return Some(c.subscribed_topics());
+        }
         if self.protocol_type.as_deref() != Some("consumer") {
             return None;
         }

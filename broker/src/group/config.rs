@@ -24,6 +24,14 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes`: the largest metadata string an offset commit may carry.
     pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.assignors`: the server-side assignors of KIP-848 consumer groups, the
+    /// first being the default (`uniform`, `range`).
+    pub consumer_assignors: Vec<String>,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member that sends no heartbeat
+    /// for this long is removed.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: told to consumer-protocol members.
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 /// Kafka's `GroupCoordinator.NewMemberJoinTimeoutMs`: how long a member that has never
@@ -42,6 +50,9 @@ impl Default for GroupConfig {
             offsets_retention_ms: 10_080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            consumer_assignors: vec!["uniform".into(), "range".into()],
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -57,6 +68,9 @@ pub const GROUP_CONFIG_NAMES: &[&str] = &[
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "offset.metadata.max.bytes",
+    "group.consumer.assignors",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
 ];
 
 fn parse<T: std::str::FromStr>(value: &str) -> Result<T, String>
@@ -104,6 +118,39 @@ impl GroupConfig {
             "offset.metadata.max.bytes" => {
                 self.offset_metadata_max_bytes = at_least(parse(value)?, 0)?
             }
+            "group.consumer.assignors" => {
+                let names: Vec<String> = value
+                    .split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                // Kafka also accepts class names; the simple name is what matters here.
+                let names: Vec<String> = names
+                    .into_iter()
+                    .map(|n| match n.rsplit('.').next() {
+                        Some(s) if s.ends_with("Assignor") => {
+                            s.trim_end_matches("Assignor").to_ascii_lowercase()
+                        }
+                        _ => n,
+                    })
+                    .collect();
+                if names.is_empty() {
+                    return Err("needs at least one assignor".into());
+                }
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !super::assignor::ASSIGNORS.contains(&n.as_str()))
+                {
+                    return Err(format!("unknown assignor {bad}"));
+                }
+                self.consumer_assignors = names;
+            }
+            "group.consumer.session.timeout.ms" => {
+                self.consumer_session_timeout_ms = at_least(parse(value)?, 1)?
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.consumer_heartbeat_interval_ms = at_least(parse(value)?, 1)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -144,6 +191,18 @@ impl GroupConfig {
             (
                 "offset.metadata.max.bytes",
                 self.offset_metadata_max_bytes.to_string(),
+            ),
+            (
+                "group.consumer.assignors",
+                self.consumer_assignors.join(","),
+            ),
+            (
+                "group.consumer.session.timeout.ms",
+                self.consumer_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.heartbeat.interval.ms",
+                self.consumer_heartbeat_interval_ms.to_string(),
             ),
         ]
         .into_iter()

@@ -52,7 +52,8 @@ impl GroupCoordinator {
                                     "loaded consumer groups"
                                 );
                             }
-                            Ok(replay.into_groups(now))
+                            Ok(replay
+                                .into_groups(now, i64::from(config.consumer_session_timeout_ms)))
                         }
                         Err(e) => Err(format!("cannot read offsets partition {index}: {e}")),
                     },

@@ -17,6 +17,7 @@ const LOAD_READ_BYTES: usize = 4 << 20;
 #[derive(Debug, Default)]
 pub(super) struct Replay {
     metadata: BTreeMap<String, GroupValue>,
+    consumer: BTreeMap<String, Box<super::consumer::ConsumerGroup>>,
     offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
     pub(super) records: u64,
     pub(super) bad_records: u64,
@@ -45,6 +46,14 @@ impl Replay {
                     }
                 }
             }
+            OffsetsRecord::ConsumerGroup { group, value } => match value {
+                Some(v) => {
+                    self.consumer.insert(group, v);
+                }
+                None => {
+                    self.consumer.remove(&group);
+                }
+            },
             OffsetsRecord::Group { group, value } => match value {
                 Some(v) => {
                     self.metadata.insert(group, v);
@@ -58,10 +67,28 @@ impl Replay {
 
     /// The groups: those with metadata, and those that only hold offsets (simple consumers,
     /// or groups whose metadata was deleted).
-    pub(super) fn into_groups(mut self, now_ms: i64) -> BTreeMap<String, ClassicGroup> {
+    pub(super) fn into_groups(
+        mut self,
+        now_ms: i64,
+        session_timeout_ms: i64,
+    ) -> BTreeMap<String, ClassicGroup> {
         let mut groups = BTreeMap::new();
         for (id, value) in std::mem::take(&mut self.metadata) {
             groups.insert(id.clone(), ClassicGroup::from_value(&id, value, now_ms));
+        }
+        for (id, mut c) in std::mem::take(&mut self.consumer) {
+            let mut g = ClassicGroup::new(&id, now_ms);
+            g.protocol_type = Some("consumer".into());
+            if !c.members.is_empty() {
+                g.state = super::classic::GroupState::Stable;
+            }
+            // Sessions restart; members rejoin or expire.
+            for m in c.members.values_mut() {
+                m.session_deadline_ms = now_ms.saturating_add(session_timeout_ms);
+                m.revocation_deadline_ms = None;
+            }
+            g.consumer = Some(c);
+            groups.insert(id, g);
         }
         for (id, offsets) in self.offsets {
             groups
@@ -154,7 +181,7 @@ mod tests {
         let log = RwLock::new(log);
         let replay = replay(&log)?;
         assert_eq!(replay.records, 5);
-        let groups = replay.into_groups(100);
+        let groups = replay.into_groups(100, 45_000);
         assert_eq!(
             groups.keys().collect::<Vec<_>>(),
             vec!["a"],

@@ -41,6 +41,24 @@ impl GroupShard {
             self.groups
                 .insert(req.group_id.clone(), ClassicGroup::new(&req.group_id, now));
         }
+        if let Some(g) = self.groups.get_mut(&req.group_id) {
+            match g.consumer.as_deref() {
+                Some(c) if !c.members.is_empty() => {
+                    return fail(self, E::InconsistentGroupProtocol);
+                }
+                Some(_) => {
+                    // An empty consumer-protocol group becomes a classic group, as in Kafka.
+                    g.consumer = None;
+                    g.protocol_type = None;
+                    let tombstone = super::records::OffsetsRecord::ConsumerGroup {
+                        group: req.group_id.clone(),
+                        value: None,
+                    };
+                    self.io.persist(vec![tombstone], Pending::Nothing);
+                }
+                None => {}
+            }
+        }
         let created_now = self
             .groups
             .get(&req.group_id)

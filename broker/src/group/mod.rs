@@ -16,6 +16,8 @@
 //!   request's oneshot from the effects, and sends `Tick` when the next timer is due;
 //! - [`coordinator`]: [`GroupCoordinator`], held by the broker: routes a group to its shard,
 //!   creates the offsets topic, and loads every shard from its partition at start-up;
+//! - [`consumer`]: KIP-848 consumer-protocol groups (ConsumerGroupHeartbeat), with the
+//!   server-side [`assignor`]s and their stored form in [`consumer_records`];
 //! - [`config`]: the `group.*` and `offsets.*` broker configs; [`metrics`]: gauges.
 //!
 //! A shard step needs no runtime:
@@ -38,8 +40,14 @@
 
 pub mod actor;
 pub mod api;
+pub mod assignor;
 pub mod classic;
 pub mod config;
+pub mod consumer;
+mod consumer_heartbeat;
+pub mod consumer_records;
+#[cfg(test)]
+mod consumer_tests;
 pub mod coordinator;
 mod load;
 pub mod member;

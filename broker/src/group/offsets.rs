@@ -46,7 +46,18 @@ impl GroupShard {
         let g = &op.g;
         let instance = req.group_instance_id.as_deref();
         let as_member = req.generation_id >= 0 || !req.member_id.is_empty() || instance.is_some();
-        let refused = if g.is(GroupState::Dead) {
+        let refused = if let Some(c) = g.consumer.as_deref() {
+            // KIP-848: the member epoch fences commits (Kafka's `validateOffsetCommit`).
+            if req.generation_id < 0 && c.members.is_empty() {
+                None
+            } else {
+                match c.members.get(&req.member_id) {
+                    None => Some(E::UnknownMemberId),
+                    Some(m) if m.member_epoch != req.generation_id => Some(E::StaleMemberEpoch),
+                    Some(_) => None,
+                }
+            }
+        } else if g.is(GroupState::Dead) {
             Some(E::CoordinatorNotAvailable)
         } else if req.generation_id < 0 && g.is(GroupState::Empty) {
             None
@@ -278,6 +289,12 @@ impl GroupShard {
                     group: g.group_id.clone(),
                     value: None,
                 });
+                if g.consumer.is_some() {
+                    records.push(OffsetsRecord::ConsumerGroup {
+                        group: g.group_id.clone(),
+                        value: None,
+                    });
+                }
                 dead_records.extend(records);
                 g.transition(GroupState::Dead, now);
                 dead.push(g.group_id.clone());
@@ -359,5 +376,11 @@ fn tombstones(g: &ClassicGroup) -> Vec<OffsetsRecord> {
         group: g.group_id.clone(),
         value: None,
     });
+    if g.consumer.is_some() {
+        out.push(OffsetsRecord::ConsumerGroup {
+            group: g.group_id.clone(),
+            value: None,
+        });
+    }
     out
 }

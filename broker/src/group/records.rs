@@ -9,6 +9,7 @@
 //! |-------------|----------------------------------------------|------------------------|
 //! | 0, 1        | group string, topic string, partition int32  | offset commit          |
 //! | 2           | group string                                 | group metadata         |
+//! | 3           | group string                                 | consumer group (KIP-848, Sluice's value; `consumer_records`) |
 //!
 //! Offset commit value, version 3 (written; versions 0-2 are read too):
 //! `offset int64, leader_epoch int32, metadata string, commit_timestamp int64`.
@@ -80,6 +81,11 @@ pub enum OffsetsRecord {
     Group {
         group: String,
         value: Option<GroupValue>,
+    },
+    /// A consumer-protocol group, whole. `None`: tombstone.
+    ConsumerGroup {
+        group: String,
+        value: Option<Box<super::consumer::ConsumerGroup>>,
     },
 }
 
@@ -231,6 +237,12 @@ impl OffsetsRecord {
             OffsetsRecord::Group { group, value } => {
                 (group_key(group), value.as_ref().map(group_value))
             }
+            OffsetsRecord::ConsumerGroup { group, value } => (
+                super::consumer_records::consumer_group_key(group),
+                value
+                    .as_deref()
+                    .map(super::consumer_records::consumer_group_value),
+            ),
         }
     }
 
@@ -256,6 +268,14 @@ impl OffsetsRecord {
                 let group = k.str()?;
                 let value = value.map(decode_group_value).transpose()?;
                 Ok(Some(OffsetsRecord::Group { group, value }))
+            }
+            super::consumer_records::CONSUMER_GROUP_KEY_VERSION => {
+                let group = k.str()?;
+                let value = value
+                    .map(super::consumer_records::decode_consumer_group_value)
+                    .transpose()?
+                    .map(Box::new);
+                Ok(Some(OffsetsRecord::ConsumerGroup { group, value }))
             }
             _ => Ok(None),
         }

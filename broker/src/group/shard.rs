@@ -37,11 +37,20 @@ pub(super) enum Timer {
     PendingSync { group: String, generation: i32 },
     /// The periodic offsets retention check.
     OffsetExpiry,
+    /// A consumer-protocol member's session.
+    ConsumerSession { group: String, member: String },
+    /// A consumer-protocol member that must have released its revoked partitions by now.
+    ConsumerRevocation { group: String, member: String },
 }
 
 /// What to do when an append completes.
 #[derive(Debug, Clone)]
 pub(super) enum Pending {
+    /// A consumer group is stored: answer its heartbeat (unless `reply` is `NO_REPLY`).
+    ConsumerReply {
+        reply: ReplyId,
+        response: super::api::ConsumerHeartbeatResponse,
+    },
     /// Group metadata stored for its own sake (an emptied group).
     Nothing,
     /// Offsets to apply, then the OffsetCommit reply.
@@ -165,6 +174,7 @@ impl GroupShard {
             Input::Commit(reply, req) => self.commit(now_ms, reply, req),
             Input::DeleteGroups(reply, groups) => self.delete_groups(now_ms, reply, groups),
             Input::DeleteOffsets(reply, req) => self.delete_offsets(now_ms, reply, req),
+            Input::ConsumerHeartbeat(reply, req) => self.consumer_heartbeat(now_ms, reply, req),
             Input::Persisted(id, result) => self.persisted(now_ms, id, result),
             Input::Tick => self.fire_timers(now_ms),
         }
@@ -219,6 +229,24 @@ impl GroupShard {
         }
         for g in self.groups.values() {
             let group = g.group_id.clone();
+            for m in g.consumer.iter().flat_map(|c| c.members.values()) {
+                self.io.schedule(
+                    m.session_deadline_ms,
+                    Timer::ConsumerSession {
+                        group: group.clone(),
+                        member: m.member_id.clone(),
+                    },
+                );
+                if let Some(at) = m.revocation_deadline_ms {
+                    self.io.schedule(
+                        at,
+                        Timer::ConsumerRevocation {
+                            group: group.clone(),
+                            member: m.member_id.clone(),
+                        },
+                    );
+                }
+            }
             for m in g.members.values() {
                 self.io.timers.push(Reverse((
                     m.session_deadline_ms,
@@ -308,6 +336,12 @@ impl GroupShard {
                     }
                 }
             }
+            Timer::ConsumerSession { group, member } => {
+                self.consumer_timer(now, &group, &member, true);
+            }
+            Timer::ConsumerRevocation { group, member } => {
+                self.consumer_timer(now, &group, &member, false);
+            }
             Timer::OffsetExpiry => {
                 self.expire_offsets(now);
                 let next = now.saturating_add(self.config.offsets_retention_check_interval_ms);
@@ -326,6 +360,21 @@ impl GroupShard {
         }
         match pending {
             Pending::Nothing => {}
+            Pending::ConsumerReply { reply, response } => {
+                if reply != super::consumer_heartbeat::NO_REPLY {
+                    let response = match result {
+                        Ok(()) => response,
+                        Err(code) => super::api::ConsumerHeartbeatResponse {
+                            error: code,
+                            ..super::api::ConsumerHeartbeatResponse::error(
+                                kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
+                                None,
+                            )
+                        },
+                    };
+                    self.io.reply(reply, Reply::ConsumerHeartbeat(response));
+                }
+            }
             Pending::Commit {
                 reply,
                 group,

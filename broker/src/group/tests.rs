@@ -309,7 +309,7 @@ impl Harness {
         for r in &self.log {
             replay.apply(r.clone());
         }
-        replay.into_groups(self.now)
+        replay.into_groups(self.now, 45_000)
     }
 }
 

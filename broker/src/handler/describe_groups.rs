@@ -78,9 +78,15 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> Describ
             None => Err(ResponseError::CoordinatorNotAvailable),
             Some(c) => {
                 let key = id.clone();
-                c.query(&id, move |shard, _| shard.group(&key).map(summarize))
-                    .await
-                    .map_err(|_| ResponseError::CoordinatorNotAvailable)
+                c.query(&id, move |shard, _| {
+                    // A consumer-protocol group is not one DescribeGroups knows (as Kafka).
+                    shard
+                        .group(&key)
+                        .filter(|g| g.consumer.is_none())
+                        .map(summarize)
+                })
+                .await
+                .map_err(|_| ResponseError::CoordinatorNotAvailable)
             }
         };
         let d = match lookup {

@@ -1,5 +1,5 @@
-//! ListGroups (v0-5): every group of every shard, filtered by state (v4+) and type (v5+; all
-//! of ours are "classic").
+//! ListGroups (v0-5): every group of every shard, filtered by state (v4+) and type (v5+:
+//! "classic", or "consumer" for KIP-848 groups, which report their own state names).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -22,35 +22,60 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsR
     } else {
         Vec::new()
     };
-    let types_ok = v < 5
-        || req.types_filter.is_empty()
-        || req
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case("classic"));
+    let type_ok = |kind: &str| {
+        v < 5
+            || req.types_filter.is_empty()
+            || req
+                .types_filter
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(kind))
+    };
+    let state_filter: Vec<String> = if v >= 4 {
+        req.states_filter.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
     let listed = coordinator
         .query_all(|shard, _| {
             shard
                 .groups()
                 .filter(|g| !g.is(GroupState::Dead))
-                .map(|g| (g.group_id.clone(), g.protocol_type.clone(), g.state))
+                .map(|g| {
+                    let kind = g.consumer.as_ref().map(|c| c.state_name());
+                    (g.group_id.clone(), g.protocol_type.clone(), g.state, kind)
+                })
                 .collect::<Vec<_>>()
         })
         .await;
     let mut groups: Vec<ListedGroup> = listed
         .into_iter()
         .flatten()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&Some(*state)))
-        .filter(|_| types_ok)
-        .map(|(id, protocol_type, state)| {
+        .filter(|(_, _, state, consumer)| match consumer {
+            None => states.is_empty() || states.contains(&Some(*state)),
+            Some(name) => {
+                state_filter.is_empty() || state_filter.iter().any(|s| s.eq_ignore_ascii_case(name))
+            }
+        })
+        .filter(|(_, _, _, consumer)| {
+            type_ok(if consumer.is_some() {
+                "consumer"
+            } else {
+                "classic"
+            })
+        })
+        .map(|(id, protocol_type, state, consumer)| {
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(sb(id)))
                 .with_protocol_type(sb(protocol_type.unwrap_or_default()));
             if v >= 4 {
-                g.group_state = sb(state.name());
+                g.group_state = sb(consumer.unwrap_or(state.name()));
             }
             if v >= 5 {
-                g.group_type = sb("classic");
+                g.group_type = sb(if consumer.is_some() {
+                    "consumer"
+                } else {
+                    "classic"
+                });
             }
             g
         })

@@ -1,5 +1,7 @@
 //! OffsetFetch (v1-9): committed offsets of the named partitions, or of all (topics null,
-//! v2+); v8+ asks for several groups at once. A partition with no commit gets offset -1.
+//! v2+); v8+ asks for several groups at once. A partition with no commit gets offset -1. v9: a
+//! member of a consumer-protocol group is checked by member id and epoch (UNKNOWN_MEMBER_ID,
+//! STALE_MEMBER_EPOCH), as Kafka's `validateOffsetFetch`.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -16,6 +18,7 @@ async fn fetch(
     ctx: &Ctx<'_>,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    member: Option<(String, i32)>,
 ) -> Result<Vec<TopicOffsets>, ResponseError> {
     let Some(coordinator) = ctx.broker.groups() else {
         return Err(ResponseError::CoordinatorNotAvailable);
@@ -23,10 +26,15 @@ async fn fetch(
     let id = group_id.clone();
     coordinator
         .query(&group_id, move |shard, _| {
-            shard.committed(&id, topics.as_deref())
+            if let Some((member_id, epoch)) = &member {
+                if let Some(e) = shard.check_member_epoch(&id, member_id, *epoch) {
+                    return Err(e);
+                }
+            }
+            Ok(shard.committed(&id, topics.as_deref()))
         })
         .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable)
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)?
 }
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
@@ -40,37 +48,45 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                     .collect()
             });
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-            groups.push(match fetch(ctx, g.group_id.0.to_string(), topics).await {
-                Ok(found) => group.with_topics(
-                    found
-                        .into_iter()
-                        .map(|(topic, parts)| {
-                            OffsetFetchResponseTopics::default()
-                                .with_name(TopicName(sb(topic)))
-                                .with_partitions(
-                                    parts
-                                        .into_iter()
-                                        .map(|(p, o)| {
-                                            let (offset, epoch, meta) = match o {
-                                                Some(o) => (o.offset, o.leader_epoch, o.metadata),
-                                                None => (-1, -1, String::new()),
-                                            };
-                                            OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(p)
-                                                .with_committed_offset(offset)
-                                                .with_committed_leader_epoch(epoch)
-                                                .with_metadata(Some(sb(meta)))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                ),
-                Err(e) => {
-                    ctx.broker.metrics.error(ctx.api, e.code());
-                    group.with_error_code(e.code())
-                }
+            let member = (v >= 9).then(|| {
+                let id = g.member_id.map(|m| m.to_string()).unwrap_or_default();
+                (id, g.member_epoch)
             });
+            groups.push(
+                match fetch(ctx, g.group_id.0.to_string(), topics, member).await {
+                    Ok(found) => group.with_topics(
+                        found
+                            .into_iter()
+                            .map(|(topic, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(sb(topic)))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, o)| {
+                                                let (offset, epoch, meta) = match o {
+                                                    Some(o) => {
+                                                        (o.offset, o.leader_epoch, o.metadata)
+                                                    }
+                                                    None => (-1, -1, String::new()),
+                                                };
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(sb(meta)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => {
+                        ctx.broker.metrics.error(ctx.api, e.code());
+                        group.with_error_code(e.code())
+                    }
+                },
+            );
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
@@ -80,7 +96,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let result = fetch(ctx, group_id.0.to_string(), requested.clone()).await;
+    let result = fetch(ctx, group_id.0.to_string(), requested.clone(), None).await;
     let (found, error) = match result {
         Ok(found) => (found, 0),
         Err(e) => {
