@@ -263,3 +263,24 @@ def test_unrecoverable_partition_goes_offline_and_others_serve(broker, unique_to
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://{broker.admin}/health", timeout=5)
     assert e.value.code == 503 and f"{topic}-1" in e.value.read().decode()
+
+
+def test_compacted_topic_refuses_keyless_records_and_compression_type_applies(broker, unique_topic):
+    topic = unique_topic()
+    create(broker, topic, config={"cleanup.policy": "compact", "compression.type": "zstd"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0, "retries": 0})
+    results = []
+    p.produce(topic, key=b"k", value=b"kept", partition=0, on_delivery=lambda e, m: results.append(("keyed", e)))
+    p.flush(OP_TIMEOUT)
+    p.produce(topic, value=b"no key", partition=0, on_delivery=lambda e, m: results.append(("keyless", e)))
+    p.flush(OP_TIMEOUT)
+    assert results[0] == ("keyed", None)
+    assert results[1][0] == "keyless" and results[1][1] is not None
+    assert results[1][1].name() == "INVALID_RECORD", results[1][1]
+    got = consume_all(broker, topic)
+    assert [(k, v) for _, k, v in got] == [(b"k", b"kept")]
+    from confluent_kafka.admin import ConfigResource
+
+    a = admin(broker)
+    res = list(a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values())[0].result(timeout=OP_TIMEOUT)
+    assert res["compression.type"].value == "zstd"

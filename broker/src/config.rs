@@ -87,6 +87,7 @@ pub const LOG_SYNONYMS: &[(&str, &str)] = &[
     ),
     ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
     ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
+    ("compression.type", "compression.type"),
 ];
 
 /// The broker config that sets a topic config's default, if any.

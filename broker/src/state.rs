@@ -349,6 +349,14 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
+        let _guard = self.admin.lock().await;
+        // As Kafka: an unknown topic is reported before anything about its configs.
+        let topic = self.topic(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name:?} does not exist"),
+            )
+        })?;
         for k in configs.keys() {
             if !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()) {
                 return Err((
@@ -359,13 +367,6 @@ impl Broker {
         }
         let config = effective_config(&self.config.log_defaults, &configs)
             .map_err(|e| (ResponseError::InvalidConfig, e))?;
-        let _guard = self.admin.lock().await;
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
         if validate_only {
             return Ok(());
         }

@@ -9,6 +9,43 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `compression.type`: `producer` keeps each batch's codec; any other value makes the log
+/// recompress batches that arrive in a different codec, as Kafka does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    /// The batch codec (`attributes & 0x07`) batches must have, or `None` for `producer`.
+    pub fn codec(self) -> Option<i16> {
+        match self {
+            CompressionType::Producer => None,
+            CompressionType::Uncompressed => Some(0),
+            CompressionType::Gzip => Some(1),
+            CompressionType::Snappy => Some(2),
+            CompressionType::Lz4 => Some(3),
+            CompressionType::Zstd => Some(4),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+}
+
 /// `cleanup.policy`: delete, compact, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanupPolicy {
@@ -49,6 +86,8 @@ pub struct LogConfig {
     pub min_compaction_lag_ms: i64,
     /// `max.compaction.lag.ms`
     pub max_compaction_lag_ms: i64,
+    /// `compression.type`
+    pub compression_type: CompressionType,
 }
 
 impl Default for LogConfig {
@@ -72,6 +111,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            compression_type: CompressionType::Producer,
         }
     }
 }
@@ -79,6 +119,7 @@ impl Default for LogConfig {
 /// The config names [`LogConfig::set`] understands, in the order DescribeConfigs lists them.
 pub const LOG_CONFIG_NAMES: &[&str] = &[
     "cleanup.policy",
+    "compression.type",
     "delete.retention.ms",
     "flush.messages",
     "flush.ms",
@@ -151,6 +192,24 @@ impl LogConfig {
                 }
                 self.min_cleanable_dirty_ratio = r;
             }
+            "compression.type" => {
+                self.compression_type = match value.trim() {
+                    "producer" => CompressionType::Producer,
+                    "uncompressed" | "none" => CompressionType::Uncompressed,
+                    "gzip" => CompressionType::Gzip,
+                    "snappy" => CompressionType::Snappy,
+                    "lz4" => CompressionType::Lz4,
+                    "zstd" => CompressionType::Zstd,
+                    other => {
+                        return Err(Error::InvalidConfig {
+                            name: "compression.type",
+                            reason: format!(
+                                "{other:?} is not one of producer, uncompressed, gzip, snappy, lz4, zstd"
+                            ),
+                        })
+                    }
+                }
+            }
             "message.timestamp.type" => {
                 self.message_timestamp_type = match value.trim() {
                     "CreateTime" => TimestampType::CreateTime,
@@ -207,6 +266,7 @@ impl LogConfig {
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "compression.type" => self.compression_type.name().to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "message.timestamp.type" => match self.message_timestamp_type {
                 TimestampType::CreateTime => "CreateTime".into(),

@@ -121,6 +121,14 @@ pub enum BatchError {
     /// Record count or offset deltas are inconsistent.
     #[error("inconsistent batch header: {0}")]
     Inconsistent(&'static str),
+    /// A record without a key was sent to a compacted topic (maps to `INVALID_RECORD`, with the
+    /// batch and record index as Kafka reports them).
+    #[error("compacted topic cannot accept records without a key (batch {batch_index}, records {record_indexes:?})")]
+    KeylessRecordOnCompactedTopic {
+        batch_index: usize,
+        /// Every keyless record of the batch, as Kafka lists them in `record_errors`.
+        record_indexes: Vec<usize>,
+    },
     /// The batch is larger than `max.message.bytes` (maps to `MESSAGE_TOO_LARGE`).
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge { size: usize, max: usize },

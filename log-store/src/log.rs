@@ -665,6 +665,10 @@ impl Log {
     /// [`Log::prepare_flush`].
     pub fn append(&mut self, records: &[u8], opts: AppendOptions) -> Result<AppendInfo> {
         self.check_online()?;
+        // Compacted topics refuse keyless records and `compression.type` may ask for another
+        // codec: only then are records looked at (and a converted copy written).
+        let converted = self.conform(records)?;
+        let records = converted.as_deref().unwrap_or(records);
         // Reuse the last append's vector: no allocation per append in the steady state.
         let mut prepared = std::mem::take(&mut self.prepared);
         let mut pending = std::mem::take(&mut self.pending_producers);
@@ -674,6 +678,65 @@ impl Log {
         self.prepared = prepared;
         self.pending_producers = pending;
         result
+    }
+
+    /// Checks and converts batches when the topic's configs need more than the header:
+    /// `cleanup.policy=compact` refuses records without a key (Kafka's rule; the cleaner could
+    /// never remove them), and a `compression.type` other than `producer` recompresses batches
+    /// in another codec. `None`: the input is stored as received.
+    fn conform(&self, records: &[u8]) -> Result<Option<Vec<u8>>> {
+        let compact = self.config.cleanup_policy.compact;
+        let target = self.config.compression_type.codec();
+        if !compact && target.is_none() {
+            return Ok(None);
+        }
+        let max = self.config.max_message_bytes.max(BATCH_HEADER_BYTES);
+        let parts = batch::split_produced_batches(records, max)?;
+        let mut out: Option<Vec<u8>> = None;
+        for (i, (at, h)) in parts.iter().enumerate() {
+            let whole = &records[*at..*at + h.total_bytes()];
+            let needs_codec = target.is_some_and(|c| c != h.compression()) && !h.is_control();
+            if !compact && !needs_codec {
+                if let Some(o) = out.as_mut() {
+                    o.extend_from_slice(whole);
+                }
+                continue;
+            }
+            let body = records::records_body(whole)?;
+            let views = records::parse_records(&body, h.records_count)?;
+            if compact {
+                let keyless: Vec<usize> = views
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.key.is_none())
+                    .map(|(r, _)| r)
+                    .collect();
+                if !keyless.is_empty() {
+                    return Err(crate::BatchError::KeylessRecordOnCompactedTopic {
+                        batch_index: i,
+                        record_indexes: keyless,
+                    }
+                    .into());
+                }
+            }
+            match (needs_codec, target) {
+                (true, Some(codec)) => {
+                    let o = out.get_or_insert_with(|| records[..*at].to_vec());
+                    let payload = records::compress_body(codec, &body)?;
+                    let attrs = (h.attributes & !batch::attributes::COMPRESSION_MASK) | codec;
+                    let mut header = whole[..BATCH_HEADER_BYTES].to_vec();
+                    batch::patch_records(&mut header, attrs, h.records_count, &payload)?;
+                    o.extend_from_slice(&header);
+                    o.extend_from_slice(&payload);
+                }
+                _ => {
+                    if let Some(o) = out.as_mut() {
+                        o.extend_from_slice(whole);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn append_with(

@@ -174,7 +174,13 @@ fn latest_value_per_key_survives_and_offsets_are_kept() -> TestResult {
     let (_p, dir, mut log) = new_log(config())?;
     let mut appended = Appended::default();
     fill(&mut log, &mut appended, 8, 5, T0)?;
-    // A batch with several keys, some repeated inside it, and a keyless record.
+    // A batch with several keys, some repeated inside it, and a keyless record: appends to a
+    // compacted topic refuse keyless records, so this one was written before the topic became
+    // compacted (the cleaner must still keep it).
+    let compacted = log.config().clone();
+    let mut not_yet = compacted.clone();
+    not_yet.cleanup_policy.compact = false;
+    log.set_config(not_yet);
     appended.append(
         &mut log,
         &[
@@ -185,6 +191,7 @@ fn latest_value_per_key_survives_and_offsets_are_kept() -> TestResult {
         ],
         T0,
     )?;
+    log.set_config(compacted);
     fill(&mut log, &mut appended, 2, 5, T0)?;
     log.roll(T0)?;
     appended.append(&mut log, &[rec(Some("k0"), Some("in-active"))], T0)?;

@@ -409,16 +409,32 @@ impl Harness {
         } else {
             build_compressed_batch(&recs, ts, None, 0, codec).or_fail("compress")?
         };
-        let info = self
-            .log()?
-            .append(
-                &batch,
-                AppendOptions {
-                    leader_epoch: 0,
-                    now_ms: ts,
-                },
-            )
-            .or_fail("append")?;
+        let opts = AppendOptions {
+            leader_epoch: 0,
+            now_ms: ts,
+        };
+        let keyless = recs.iter().any(|r| r.key.is_none());
+        let log = self.log()?;
+        let compacted = log.config().clone();
+        if keyless {
+            // A compacted log refuses keyless records and writes nothing...
+            let end = log.log_end_offset();
+            let refused = matches!(
+                log.append(&batch, opts),
+                Err(log_store::Error::InvalidBatch(
+                    log_store::BatchError::KeylessRecordOnCompactedTopic { .. }
+                ))
+            );
+            ensure!(refused, "a keyless record was accepted by a compacted log");
+            ensure!(log.log_end_offset() == end, "a refused append moved the log end");
+            // ...so write it as if before the topic became compacted: the cleaner must keep it.
+            let mut not_yet = compacted.clone();
+            not_yet.cleanup_policy.compact = false;
+            log.set_config(not_yet);
+        }
+        let appended = log.append(&batch, opts);
+        log.set_config(compacted);
+        let info = appended.or_fail("append")?;
         let m = &mut self.model;
         ensure!(
             info.base_offset == m.log_end_offset,

@@ -28,7 +28,7 @@ const DEFAULT_CONFIG: i8 = 5;
 fn config_type(name: &str) -> i8 {
     match name {
         "cleanup.policy" => 7,
-        "message.timestamp.type" => 2,
+        "message.timestamp.type" | "compression.type" => 2,
         "min.cleanable.dirty.ratio" => 6,
         "index.interval.bytes" | "max.message.bytes" | "segment.bytes" | "segment.index.bytes" => 3,
         n if n.ends_with(".enable") => 1,

@@ -32,6 +32,26 @@ fn from_result(
         Err(e) => {
             tracing::debug!(error = %e, "produce refused");
             let mut r = error_partition(index, log_error_code(&e));
+            if version >= 8 {
+                if let log_store::Error::InvalidBatch(log_store::BatchError::KeylessRecordOnCompactedTopic {
+                    record_indexes,
+                    ..
+                }) = &e
+                {
+                    // As Kafka: one record error per keyless record, so clients fail exactly
+                    // those and retry-fail the rest of the batch.
+                    r.record_errors = record_indexes
+                        .iter()
+                        .map(|i| {
+                            kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                                .with_batch_index(*i as i32)
+                                .with_batch_index_error_message(Some(super::sb(
+                                    "Compacted topic cannot accept message without key.",
+                                )))
+                        })
+                        .collect();
+                }
+            }
             if version >= 8 && matches!(e, log_store::Error::InvalidBatch(_)) {
                 r.error_message = Some(super::sb(e.to_string()));
             }
