@@ -55,7 +55,9 @@ pub mod testing;
 mod time_index;
 
 pub use crate::cleaner::{CleanReport, Cleaner, CleanerConfig};
-pub use crate::config::{CleanupPolicy, CompressionType, LogConfig, TimestampType, LOG_CONFIG_NAMES};
+pub use crate::config::{
+    CleanupPolicy, CompressionType, LogConfig, TimestampType, LOG_CONFIG_NAMES,
+};
 pub use crate::error::{BatchError, Error, Result};
 pub use crate::leader_epoch::EpochEntry;
 pub use crate::log::{

@@ -330,7 +330,10 @@ fn the_cleaner_keeps_the_last_batch_of_each_producer() -> TestResult {
     }
     let (mut log, _) = Log::open(&dir, config, NOW_MS)?;
     // The producer's retry of its batch (keyed: the topic is compacted) is still a duplicate.
-    let retry = log.append(&build_keyed_batch(&[rec("k")], NOW_MS, Some((1, 0, 0)), 0), opts())?;
+    let retry = log.append(
+        &build_keyed_batch(&[rec("k")], NOW_MS, Some((1, 0, 0)), 0),
+        opts(),
+    )?;
     assert_eq!(retry.base_offset, p1.base_offset);
     Ok(())
 }

@@ -426,7 +426,10 @@ impl Harness {
                 ))
             );
             ensure!(refused, "a keyless record was accepted by a compacted log");
-            ensure!(log.log_end_offset() == end, "a refused append moved the log end");
+            ensure!(
+                log.log_end_offset() == end,
+                "a refused append moved the log end"
+            );
             // ...so write it as if before the topic became compacted: the cleaner must keep it.
             let mut not_yet = compacted.clone();
             not_yet.cleanup_policy.compact = false;
