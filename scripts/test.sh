@@ -9,6 +9,7 @@ export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-60}"
 cargo test --workspace
 #   4. pytest integration   (real broker + confluent-kafka, kafka-python, kcat, raw sockets)
 #   5. node --test integration/js   (real broker + kafkajs, read back with kcat)
+#   6. scripts/librdkafka-tests.sh  (librdkafka's own test-runner, allow-listed tests)
 #
 # Works on a fresh Debian machine with Python 3.11, node 20 and Rust installed.
 # Env knobs: CARGO_BUILD_JOBS (default 2), CARGO_TARGET_DIR, SLUICE_BIN
@@ -41,10 +42,16 @@ apt_install() {
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 # --------------------------------------------------------------------------
-step "1/5 install test peers"
+step "1/6 install test peers"
 # --------------------------------------------------------------------------
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+# The rdkafka crate peer builds librdkafka with cmake; librdkafka's own suite builds it with
+# its configure script. zlib and zstd give them gzip and zstd.
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+[ -f /usr/include/zstd.h ] || need_apt+=(libzstd-dev)
+[ -f /usr/include/zlib.h ] || need_apt+=(zlib1g-dev)
 # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip).
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -88,7 +95,7 @@ fi
 )
 
 # --------------------------------------------------------------------------
-step "2/5 cargo build --bin sluice"
+step "2/6 cargo build --bin sluice"
 # --------------------------------------------------------------------------
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo build --bin sluice
@@ -99,7 +106,7 @@ export SLUICE_BIN="${SLUICE_BIN:-$TARGET_DIR/debug/sluice}"
 echo "SLUICE_BIN=$SLUICE_BIN"
 
 # --------------------------------------------------------------------------
-step "3/5 cargo test --workspace"
+step "3/6 cargo test --workspace"
 # --------------------------------------------------------------------------
 cargo test --workspace
 
@@ -107,7 +114,7 @@ cargo test --workspace
 e2e_failed=()
 
 # --------------------------------------------------------------------------
-step "4/5 pytest integration (real broker: confluent-kafka, kafka-python, kcat, raw sockets)"
+step "4/6 pytest integration (real broker: confluent-kafka, kafka-python, kcat, raw sockets)"
 # --------------------------------------------------------------------------
 # No pytest-timeout: every test bounds its own waits, and conftest.py adds a
 # per-test watchdog (SLUICE_TEST_TIMEOUT, default 300 s).
@@ -116,10 +123,17 @@ if ! .venv/bin/python -m pytest integration -v -rfEs; then
 fi
 
 # --------------------------------------------------------------------------
-step "5/5 node --test integration/js (real broker: kafkajs + kcat)"
+step "5/6 node --test integration/js (real broker: kafkajs + kcat)"
 # --------------------------------------------------------------------------
 if ! node --test integration/js; then
   e2e_failed+=("node --test integration/js")
+fi
+
+# --------------------------------------------------------------------------
+step "6/6 librdkafka's own test suite (integration/librdkafka/allowlist.txt)"
+# --------------------------------------------------------------------------
+if ! bash scripts/librdkafka-tests.sh; then
+  e2e_failed+=("librdkafka test suite")
 fi
 
 if [ "${#e2e_failed[@]}" -gt 0 ]; then
