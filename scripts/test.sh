@@ -4,9 +4,7 @@
 #   1. peers: kcat (apt, only if missing), Python venv at .venv with
 #      integration/requirements.txt, kafkajs in integration/js/node_modules
 #   2. cargo build --bin sluice
-#   3. # The fuzz smoke test (broker/tests/fuzz_decode.rs) runs for a bounded time.
-export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-60}"
-cargo test --workspace
+#   3. cargo test --workspace (with a 60 s fuzz smoke run)
 #   4. pytest integration   (real broker + confluent-kafka, kafka-python, kcat, raw sockets)
 #   5. node --test integration/js   (real broker + kafkajs, read back with kcat)
 #   6. scripts/librdkafka-tests.sh  (librdkafka's own test-runner, allow-listed tests)
@@ -108,6 +106,8 @@ echo "SLUICE_BIN=$SLUICE_BIN"
 # --------------------------------------------------------------------------
 step "3/6 cargo test --workspace"
 # --------------------------------------------------------------------------
+# The fuzz smoke test (broker/tests/fuzz_decode.rs) runs for a bounded time.
+export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-60}"
 cargo test --workspace
 
 # Steps 4 and 5 both run even if one fails; the script fails if either did.
