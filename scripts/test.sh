@@ -48,6 +48,13 @@ command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 # its configure script. zlib and zstd give them gzip and zstd.
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# librdkafka's cmake project enables C++ and the test-runner has C++ tests; both builds use make.
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+# librdkafka 2.12's cmake build includes <curl/curl.h> even with WITH_CURL=0
+# (confluentinc/librdkafka#5135): the headers must exist; nothing links libcurl. They live in
+# the multiarch include dir, so probe with the compiler instead of testing a path.
+printf '#include <curl/curl.h>\n' | cc -E -x c - >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
 [ -f /usr/include/zstd.h ] || need_apt+=(libzstd-dev)
 [ -f /usr/include/zlib.h ] || need_apt+=(zlib1g-dev)
 # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip).
