@@ -192,20 +192,24 @@ impl LogConfig {
                 }
                 self.min_cleanable_dirty_ratio = r;
             }
-            "compression.type" => self.compression_type = match value.trim() {
-                "producer" => CompressionType::Producer,
-                "uncompressed" | "none" => CompressionType::Uncompressed,
-                "gzip" => CompressionType::Gzip,
-                "snappy" => CompressionType::Snappy,
-                "lz4" => CompressionType::Lz4,
-                "zstd" => CompressionType::Zstd,
-                other => return Err(Error::InvalidConfig {
-                    name: "compression.type",
-                    reason: format!(
+            "compression.type" => {
+                self.compression_type = match value.trim() {
+                    "producer" => CompressionType::Producer,
+                    "uncompressed" | "none" => CompressionType::Uncompressed,
+                    "gzip" => CompressionType::Gzip,
+                    "snappy" => CompressionType::Snappy,
+                    "lz4" => CompressionType::Lz4,
+                    "zstd" => CompressionType::Zstd,
+                    other => {
+                        return Err(Error::InvalidConfig {
+                            name: "compression.type",
+                            reason: format!(
                         "{other:?} is not one of producer, uncompressed, gzip, snappy, lz4, zstd"
                     ),
-                }),
-            },
+                        })
+                    }
+                }
+            }
             "message.timestamp.type" => {
                 self.message_timestamp_type = match value.trim() {
                     "CreateTime" => TimestampType::CreateTime,

@@ -33,10 +33,9 @@ fn from_result(
             tracing::debug!(error = %e, "produce refused");
             let mut r = error_partition(index, log_error_code(&e));
             if version >= 8 {
-                if let log_store::Error::InvalidBatch(log_store::BatchError::KeylessRecordOnCompactedTopic {
-                    record_indexes,
-                    ..
-                }) = &e
+                if let log_store::Error::InvalidBatch(
+                    log_store::BatchError::KeylessRecordOnCompactedTopic { record_indexes, .. },
+                ) = &e
                 {
                     // As Kafka: one record error per keyless record, so clients fail exactly
                     // those and retry-fail the rest of the batch.
