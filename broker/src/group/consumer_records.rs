@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::assignor::Assignment;
 use super::consumer::{ConsumerGroup, ConsumerMember};
-use super::records::RecordError;
+use super::records::{Reader, RecordError};
 
 /// Key version 3: a consumer-protocol group.
 pub const CONSUMER_GROUP_KEY_VERSION: i16 = 3;
@@ -94,45 +94,20 @@ pub fn consumer_group_value(g: &ConsumerGroup) -> Bytes {
     b.freeze()
 }
 
-struct Reader<'a>(&'a [u8]);
+/// The consumer-group reads on top of the shared record [`Reader`].
+trait ConsumerReads {
+    fn count(&mut self) -> Result<i32, RecordError>;
+    fn uuid(&mut self) -> Result<Uuid, RecordError>;
+    fn assignment(&mut self) -> Result<Assignment, RecordError>;
+}
 
-impl Reader<'_> {
-    fn need(&self, n: usize) -> Result<(), RecordError> {
-        if self.0.remaining() < n {
-            Err(RecordError::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        self.need(2)?;
-        Ok(self.0.get_i16())
-    }
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        self.need(4)?;
-        Ok(self.0.get_i32())
-    }
+impl ConsumerReads for Reader<'_> {
     fn count(&mut self) -> Result<i32, RecordError> {
         let n = self.i32()?;
         if !(0..=STORED_COUNT_MAX).contains(&n) {
             return Err(RecordError::Truncated);
         }
         Ok(n)
-    }
-    fn opt(&mut self) -> Result<Option<String>, RecordError> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let len = len as usize;
-        self.need(len)?;
-        let s = std::str::from_utf8(&self.0[..len]).map_err(|_| RecordError::NotUtf8)?;
-        let s = s.to_string();
-        self.0.advance(len);
-        Ok(Some(s))
-    }
-    fn str(&mut self) -> Result<String, RecordError> {
-        Ok(self.opt()?.unwrap_or_default())
     }
     fn uuid(&mut self) -> Result<Uuid, RecordError> {
         self.need(16)?;
@@ -176,18 +151,18 @@ pub fn decode_consumer_group_value(v: &[u8]) -> Result<ConsumerGroup, RecordErro
     for _ in 0..r.count()? {
         let mut m = ConsumerMember {
             member_id: r.str()?,
-            instance_id: r.opt()?,
-            rack_id: r.opt()?,
+            instance_id: r.nullable_str()?,
+            rack_id: r.nullable_str()?,
             client_id: r.str()?,
             client_host: r.str()?,
             rebalance_timeout_ms: r.i32()?,
-            server_assignor: r.opt()?,
+            server_assignor: r.nullable_str()?,
             ..Default::default()
         };
         for _ in 0..r.count()? {
             m.subscribed_topics.insert(r.str()?);
         }
-        m.subscribed_regex = r.opt()?;
+        m.subscribed_regex = r.nullable_str()?;
         m.member_epoch = r.i32()?;
         m.previous_member_epoch = r.i32()?;
         m.assigned = r.assignment()?;

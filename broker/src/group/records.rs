@@ -121,29 +121,31 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Bounds-checked big-endian reads of stored record keys and values (also used by
+/// `consumer_records`).
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl Reader<'_> {
-    fn need(&self, n: usize) -> Result<(), RecordError> {
+    pub(super) fn need(&self, n: usize) -> Result<(), RecordError> {
         if self.0.remaining() < n {
             Err(RecordError::Truncated)
         } else {
             Ok(())
         }
     }
-    fn i16(&mut self) -> Result<i16, RecordError> {
+    pub(super) fn i16(&mut self) -> Result<i16, RecordError> {
         self.need(2)?;
         Ok(self.0.get_i16())
     }
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(super) fn i32(&mut self) -> Result<i32, RecordError> {
         self.need(4)?;
         Ok(self.0.get_i32())
     }
-    fn i64(&mut self) -> Result<i64, RecordError> {
+    pub(super) fn i64(&mut self) -> Result<i64, RecordError> {
         self.need(8)?;
         Ok(self.0.get_i64())
     }
-    fn nullable_str(&mut self) -> Result<Option<String>, RecordError> {
+    pub(super) fn nullable_str(&mut self) -> Result<Option<String>, RecordError> {
         let len = self.i16()?;
         if len < 0 {
             return Ok(None);
@@ -155,10 +157,10 @@ impl Reader<'_> {
         self.0.advance(len);
         Ok(Some(s))
     }
-    fn str(&mut self) -> Result<String, RecordError> {
+    pub(super) fn str(&mut self) -> Result<String, RecordError> {
         Ok(self.nullable_str()?.unwrap_or_default())
     }
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
+    pub(super) fn bytes(&mut self) -> Result<Bytes, RecordError> {
         let len = self.i32()?;
         if len < 0 {
             return Ok(Bytes::new());
