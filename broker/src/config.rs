@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// The group coordinator's `group.*` and `offsets.*` configs.
     pub group: crate::group::GroupConfig,
+    /// The transaction coordinator's `transaction.*` configs.
+    pub txn: crate::txn::TxnConfig,
     /// Every config that was set explicitly (file or `--set`), for DescribeConfigs.
     pub explicit: BTreeMap<String, String>,
 }
@@ -126,6 +128,7 @@ impl Default for BrokerConfig {
             max_incremental_fetch_session_cache_slots: 1000,
             log_defaults,
             group: crate::group::GroupConfig::default(),
+            txn: crate::txn::TxnConfig::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -239,7 +242,13 @@ impl BrokerConfig {
                     let h: i64 = parse(key, value)?;
                     return self.set("log.roll.ms", &(h.saturating_mul(3_600_000)).to_string());
                 }
-                _ => match self.group.set(key, value) {
+                _ => match self.group.set(key, value).and_then(|done| {
+                    if done {
+                        Ok(true)
+                    } else {
+                        self.txn.set(key, value)
+                    }
+                }) {
                     Ok(true) => {}
                     Ok(false) => return Err(ConfigError::Unknown(key.into())),
                     Err(reason) => return Err(invalid(reason)),
@@ -325,6 +334,7 @@ impl BrokerConfig {
             }
         }
         out.extend(self.group.describe());
+        out.extend(self.txn.describe());
         out
     }
 }

@@ -19,6 +19,8 @@ pub fn log_error_code(e: &Error) -> i16 {
         Error::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         Error::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         Error::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
+        Error::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        Error::TransactionCoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         Error::Corrupted { .. }
         | Error::Offline { .. }
         | Error::Io { .. }
@@ -26,6 +28,11 @@ pub fn log_error_code(e: &Error) -> i16 {
         _ => ResponseError::UnknownServerError,
     };
     r.code()
+}
+
+/// [`log_error_code`] as a [`ResponseError`].
+pub fn log_error(e: &Error) -> ResponseError {
+    ResponseError::try_from_code(log_error_code(e)).unwrap_or(ResponseError::UnknownServerError)
 }
 
 pub const NONE: i16 = 0;

@@ -135,6 +135,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tasks.spawn(admin::run(Arc::clone(&broker), l, shutdown.clone()));
     }
     tasks.spawn(background::run(Arc::clone(&broker), shutdown.clone()));
+    if let Some(txns) = broker.txns() {
+        // Completes what a crash left unfinished, then aborts timed-out transactions.
+        tasks.spawn(Arc::clone(txns).run(Arc::clone(&broker), shutdown.clone()));
+    }
     let kafka = tokio::spawn(server::run(Arc::clone(&broker), listener, shutdown.clone()));
     tracing::info!(
         kafka = %bound,

@@ -18,6 +18,10 @@ pub struct Metrics {
     log_size: IntGaugeVec,
     /// Consumer group gauges, set at scrape time.
     pub groups: crate::group::metrics::GroupMetrics,
+    /// Transactions completed, by outcome (`commit`, `abort`).
+    pub txns: IntCounterVec,
+    /// Transactions aborted by the coordinator (timeout, or unfinished at start-up).
+    pub txn_timeouts: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -77,8 +81,21 @@ impl Metrics {
             Opts::new("sluice_log_size_bytes", "Bytes on disk per partition"),
             &["topic", "partition"],
         ));
+        let txns = must(IntCounterVec::new(
+            Opts::new(
+                "sluice_transactions_total",
+                "Transactions completed by the transaction coordinator, by outcome",
+            ),
+            &["outcome"],
+        ));
+        let txn_timeouts = must(IntCounter::new(
+            "sluice_transaction_coordinator_aborts_total",
+            "Transactions the coordinator aborted: timed out, or left ongoing by a crash",
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(txns.clone()),
+            Box::new(txn_timeouts.clone()),
             Box::new(errors.clone()),
             Box::new(latency.clone()),
             Box::new(bytes_in.clone()),
@@ -106,7 +123,18 @@ impl Metrics {
             log_start_offset,
             log_size,
             groups,
+            txns,
+            txn_timeouts,
         }
+    }
+
+    pub fn txn_completed(&self, commit: bool) {
+        let outcome = if commit { "commit" } else { "abort" };
+        self.txns.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn txn_timed_out(&self) {
+        self.txn_timeouts.inc();
     }
 
     /// Counts a non-zero error code returned by `api`.

@@ -31,9 +31,22 @@ pub fn check_leader_epoch(requested: i32) -> Option<kafka_protocol::error::Respo
     }
 }
 
-/// One produce request's records for this partition.
+/// What an append writes.
+pub enum AppendData {
+    /// A produce request's record batches, stored as received.
+    Records(Bytes),
+    /// A transaction marker written by the transaction coordinator (Kafka's WriteTxnMarkers).
+    Marker {
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: log_store::MarkerType,
+        coordinator_epoch: i32,
+    },
+}
+
+/// One append for this partition.
 pub struct AppendJob {
-    pub records: Bytes,
+    pub data: AppendData,
     /// Wait for fsync before replying (acks=all).
     pub durable: bool,
     pub reply: oneshot::Sender<Result<AppendInfo, log_store::Error>>,
@@ -96,13 +109,40 @@ impl Partition {
         records: Bytes,
         durable: bool,
     ) -> Result<PendingAppend, log_store::Error> {
+        self.submit_data(AppendData::Records(records), durable)
+            .await
+    }
+
+    /// Queues a transaction marker, written durably (the coordinator completes a transaction
+    /// only once every marker is on disk).
+    pub async fn submit_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: log_store::MarkerType,
+        coordinator_epoch: i32,
+    ) -> Result<PendingAppend, log_store::Error> {
+        let data = AppendData::Marker {
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+        };
+        self.submit_data(data, true).await
+    }
+
+    async fn submit_data(
+        &self,
+        data: AppendData,
+        durable: bool,
+    ) -> Result<PendingAppend, log_store::Error> {
         let State::Online { appends, .. } = &self.state else {
             return Err(self.offline_error());
         };
         let (reply, rx) = oneshot::channel();
         appends
             .send(AppendJob {
-                records,
+                data,
                 durable,
                 reply,
             })
@@ -184,7 +224,24 @@ fn append_round(log: &RwLock<Log>, jobs: Vec<AppendJob>, appended: &watch::Sende
             leader_epoch: LEADER_EPOCH,
             now_ms: now,
         };
-        let results: Vec<_> = jobs.iter().map(|j| w.append(&j.records, opts)).collect();
+        let results: Vec<_> = jobs
+            .iter()
+            .map(|j| match &j.data {
+                AppendData::Records(records) => w.append(records, opts),
+                AppendData::Marker {
+                    producer_id,
+                    producer_epoch,
+                    marker,
+                    coordinator_epoch,
+                } => w.append_marker(
+                    *producer_id,
+                    *producer_epoch,
+                    *marker,
+                    *coordinator_epoch,
+                    opts,
+                ),
+            })
+            .collect();
         let need_sync = jobs
             .iter()
             .zip(&results)

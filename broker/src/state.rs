@@ -42,6 +42,8 @@ pub struct Broker {
     /// The group coordinator; set once at the end of [`Broker::open`], after the offsets topic
     /// (if any) was loaded.
     groups: OnceLock<GroupCoordinator>,
+    /// The transaction coordinator; set at the end of [`Broker::open`], after the groups.
+    txns: OnceLock<Arc<crate::txn::TransactionCoordinator>>,
     /// Idempotent producer ids (InitProducerId), unique across restarts.
     pub producer_ids: ProducerIdManager,
     /// Held for the broker's lifetime: a second broker on this data dir is refused.
@@ -118,6 +120,7 @@ impl Broker {
             appended: Arc::new(watch::channel(0u64).0),
             admin: tokio::sync::Mutex::new(()),
             groups: OnceLock::new(),
+            txns: OnceLock::new(),
             _lock: lock,
             config,
         });
@@ -129,7 +132,15 @@ impl Broker {
             t.by_name.insert(topic.meta.name.clone(), topic);
         }
         let _ = broker.groups.set(GroupCoordinator::open(&broker));
+        let _ = broker
+            .txns
+            .set(Arc::new(crate::txn::TransactionCoordinator::open(&broker)));
         Ok(broker)
+    }
+
+    /// The transaction coordinator (set by [`Broker::open`]).
+    pub fn txns(&self) -> Option<&Arc<crate::txn::TransactionCoordinator>> {
+        self.txns.get()
     }
 
     /// The group coordinator (set by [`Broker::open`]).

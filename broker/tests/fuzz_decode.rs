@@ -163,8 +163,72 @@ fn body_for(key: ApiKey) -> RequestKind {
             kafka_protocol::messages::ConsumerGroupDescribeRequest::default()
                 .with_group_ids(vec![GroupId(StrBytes::from_static_str("g"))]),
         ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            kafka_protocol::messages::AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            kafka_protocol::messages::EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_committed(true),
+        ),
+        ApiKey::TxnOffsetCommit => {
+            use kafka_protocol::messages::txn_offset_commit_request::{
+                TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+            };
+            RequestKind::TxnOffsetCommit(
+                kafka_protocol::messages::TxnOffsetCommitRequest::default()
+                    .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![
+                            TxnOffsetCommitRequestPartition::default().with_committed_offset(5)
+                        ])]),
+            )
+        }
+        ApiKey::DescribeProducers => {
+            use kafka_protocol::messages::describe_producers_request::TopicRequest;
+            RequestKind::DescribeProducers(
+                kafka_protocol::messages::DescribeProducersRequest::default().with_topics(vec![
+                    TopicRequest::default()
+                        .with_name(topic)
+                        .with_partition_indexes(vec![0]),
+                ]),
+            )
+        }
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            kafka_protocol::messages::DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            kafka_protocol::messages::ListTransactionsRequest::default()
+                .with_state_filters(vec![StrBytes::from_static_str("Ongoing")]),
+        ),
         other => panic!("no seed for {other:?}"),
     }
+}
+
+/// AddPartitionsToTxn changed shape at v4 (a batch of transactions): its seed depends on the
+/// version.
+fn add_partitions_seed(version: i16) -> RequestKind {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    let id = TransactionalId(StrBytes::from_static_str("tx"));
+    let topics = vec![AddPartitionsToTxnTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("fuzz-topic")))
+        .with_partitions(vec![0, 1])];
+    let r = AddPartitionsToTxnRequest::default();
+    RequestKind::AddPartitionsToTxn(if version >= 4 {
+        r.with_transactions(vec![AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(id)
+            .with_topics(topics)])
+    } else {
+        r.with_v3_and_below_transactional_id(id)
+            .with_v3_and_below_topics(topics)
+    })
 }
 
 fn seeds() -> Vec<Vec<u8>> {
@@ -176,7 +240,12 @@ fn seeds() -> Vec<Vec<u8>> {
                 .with_request_api_version(v)
                 .with_correlation_id(v as i32)
                 .with_client_id(Some(StrBytes::from_static_str("fuzz")));
-            match client::encode_request(&header, &body_for(*key)) {
+            let body = if *key == ApiKey::AddPartitionsToTxn {
+                add_partitions_seed(v)
+            } else {
+                body_for(*key)
+            };
+            match client::encode_request(&header, &body) {
                 Ok(b) => out.push(b.to_vec()),
                 Err(e) => panic!("cannot encode seed {key:?} v{v}: {e}"),
             }

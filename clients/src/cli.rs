@@ -1,4 +1,5 @@
-//! The client subcommands of the `sluice` binary: `topic`, `produce`, `consume` and `bench`.
+//! The client subcommands of the `sluice` binary: `topic`, `produce`, `consume`, `bench`,
+//! `group` and `txn`.
 //!
 //! Mount [`Command`] in a clap parser (`#[command(flatten)]` or as a variant's subcommand) and
 //! hand the parsed value to [`run`].
@@ -19,12 +20,14 @@ pub mod produce;
 mod progress;
 pub mod template;
 pub mod topic;
+pub mod txn;
 
 pub use bench::BenchCommand;
 pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
 pub use produce::ProduceArgs;
 pub use topic::TopicCommand;
+pub use txn::TxnCommand;
 
 /// Client commands: topic administration, producing, consuming and load generation against
 /// any Kafka-compatible broker.
@@ -57,6 +60,9 @@ pub enum Command {
     /// committed offsets.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Transactions: list transactional ids and describe one (state, producer, partitions).
+    #[command(subcommand)]
+    Txn(TxnCommand),
 }
 
 /// Where and how to connect; every subcommand takes these.
@@ -98,6 +104,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Group(cmd) => group::run(cmd).await,
+        Command::Txn(cmd) => txn::run(cmd).await,
     }
 }
 
@@ -138,6 +145,8 @@ mod tests {
             &["group", "list"],
             &["group", "describe", "g"],
             &["group", "delete", "g"],
+            &["txn", "list"],
+            &["txn", "describe", "x"],
             &[
                 "group",
                 "reset-offsets",

@@ -14,9 +14,10 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    RequestHeader, RequestKind, ResponseKind,
+    DescribeTransactionsRequest, FetchRequest, FindCoordinatorRequest,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
+    RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use protocol::{client, frame};
@@ -384,6 +385,8 @@ exchange! {
     OffsetFetch => OffsetFetchRequest,
     OffsetCommit => OffsetCommitRequest,
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
+    ListTransactions => ListTransactionsRequest,
+    DescribeTransactions => DescribeTransactionsRequest,
 }
 
 fn api_key<R: Request>() -> Result<ApiKey, Error> {

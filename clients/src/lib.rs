@@ -52,6 +52,7 @@ pub mod offsets;
 pub mod partitioner;
 pub mod produce;
 pub mod records;
+pub mod transactions;
 pub mod versions;
 
 pub use admin::{ConfigEntry, PartitionDescription, TopicDescription};
@@ -63,3 +64,4 @@ pub use group::{GroupDescription, GroupListing, MemberDescription};
 pub use offsets::OffsetSpec;
 pub use produce::Acks;
 pub use records::{Compression, ConsumerRecord, ProduceRecord};
+pub use transactions::{TransactionDescription, TransactionListing};

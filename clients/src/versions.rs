@@ -37,6 +37,8 @@ pub const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 2, 7),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
 ];
 
 /// The negotiated version of each API a broker and this client share.

@@ -16,8 +16,9 @@
 //! **Range.** The *first dirty offset* is the cleaner checkpoint (`cleaner-offset-checkpoint`:
 //! where the last finished pass stopped), at least the log start offset. The *first uncleanable
 //! offset* is the base of the first segment that is the active one, or is not wholly fsynced
-//! (below the recovery point), or is dirty and has a max timestamp newer than
-//! `now - min.compaction.lag.ms`. A pass runs when the dirty bytes (closed segments holding
+//! (below the recovery point), or holds offsets at or past the last stable offset (an ongoing
+//! transaction is never cleaned, as Kafka bounds the range by the first unstable offset), or is
+//! dirty and has a max timestamp newer than `now - min.compaction.lag.ms`. A pass runs when the dirty bytes (closed segments holding
 //! offsets at or past the first dirty offset, below the uncleanable one) are at least
 //! `min.cleanable.dirty.ratio` of the bytes of all segments below the uncleanable offset, or when
 //! a dirty segment's max timestamp is older than `max.compaction.lag.ms` (Kafka looks at the
@@ -41,13 +42,25 @@
 //! attributes), as Kafka does; a batch that loses records gets the retained records' bytes
 //! unchanged, a new record count, the same codec (recompressed) and a new CRC-32C. A batch left
 //! empty goes, unless [`CleanerHooks::retain_empty_batch`] keeps it as a header. What happens to
-//! a whole batch (control batches are kept whole) is [`CleanerHooks::batch_action`]'s decision:
-//! the transactions feature plugs in there.
+//! a whole batch is [`CleanerHooks::batch_action`]'s decision (by default control batches are
+//! kept whole and other batches compacted), overridden for aborted transactions below.
+//!
+//! **Transactions.** When a pass is planned it collects the aborted transactions that start below
+//! the first uncleanable offset (`Log::aborted_transactions`, from the segments' `.txnindex`).
+//! A transactional data batch of producer P whose base offset lies in `[first_offset,
+//! last_offset]` of one of P's aborted transactions is discarded whole: its keys are not mapped,
+//! so an aborted value never shadows a committed one. (The last batch of a producer the log still
+//! tracks stays as an empty batch, as Kafka's `RETAIN_EMPTY`, to keep its sequence.) Transaction
+//! markers are kept forever: Kafka removes a marker once its transaction's data is gone and
+//! `delete.retention.ms` has passed, which needs the delete horizon that this cleaner does not
+//! stamp into batches; a marker is one small batch per transaction per partition. Because every
+//! marker stays, a cleaned segment keeps its `.txnindex` as it is.
 //!
 //! **Swap, crash-safe.** For each segment, oldest first: the fsynced `.cleaned` file is renamed
 //! `<base>.log.swap` (the directory fsynced: from here opening the log completes the swap), the
-//! old segment's files are deleted, the swap file renamed to `.log` (fsynced directory), and the
-//! segment reopened with rebuilt indexes. Opening the log deletes `.cleaned` files and completes
+//! old segment's files are deleted (its `.txnindex` stays: the cleaned segment has the same
+//! markers), the swap file renamed to `.log` (fsynced directory), and the segment reopened with
+//! rebuilt indexes. Opening the log deletes `.cleaned` files and completes
 //! `.swap` files, so a crash at any step leaves either segment, both valid. Swapping oldest first
 //! matters: a tombstone is removed only together with the older values of its key, which lie in
 //! earlier segments, so any prefix of a pass is a valid log. A segment left with no batches is
@@ -109,14 +122,14 @@ pub enum BatchAction {
     Compact,
     /// Keep it byte for byte; its keys are not mapped (control batches).
     Retain,
-    /// Drop it whole; its keys are not mapped (aborted transactional data, once transactions
-    /// exist).
+    /// Drop it whole; its keys are not mapped (the cleaner decides this itself for aborted
+    /// transactional data).
     Discard,
 }
 
-/// The cleaner's decisions about whole batches, kept apart so that the transactions feature can
-/// make the cleaner respect transaction markers and drop aborted data without touching the rest.
-/// The defaults keep control batches whole and drop other batches left empty.
+/// The cleaner's decisions about whole batches. The defaults keep control batches whole and drop
+/// other batches left empty; whatever the hooks say, a pass discards the batches of aborted
+/// transactions (see the module docs).
 pub trait CleanerHooks: Send + Sync {
     /// How a batch is treated, both when mapping keys and when filtering.
     fn batch_action(&self, header: &BatchHeader) -> BatchAction {
@@ -230,13 +243,15 @@ impl Cleaner {
             stored
         };
         let mut first_uncleanable_offset = log.active_base_offset();
+        let last_stable_offset = log.last_stable_offset();
         for s in &closed {
+            let unstable = s.next_offset > last_stable_offset;
             let unflushed = s.next_offset > log.recovery_point();
             let too_new = s.next_offset > first_dirty_offset
                 && cfg.min_compaction_lag_ms > 0
                 && s.max_timestamp >= 0
                 && now_ms.saturating_sub(s.max_timestamp) < cfg.min_compaction_lag_ms;
-            if unflushed || too_new {
+            if unstable || unflushed || too_new {
                 first_uncleanable_offset = s.base_offset;
                 break;
             }
@@ -264,6 +279,13 @@ impl Cleaner {
             return None;
         }
         let guard = CleaningGuard::acquire(log.cleaning_flag())?;
+        let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in log.aborted_transactions(log_start_offset, first_uncleanable_offset) {
+            aborted
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
         Some(CleanPlan {
             dir: log.dir().to_path_buf(),
             now_ms,
@@ -275,6 +297,7 @@ impl Cleaner {
             config: self.config.clone(),
             hooks: Arc::clone(&self.hooks),
             producer_last_offsets: log.producer_state().last_batch_offsets(),
+            aborted,
             guard,
         })
     }
@@ -307,6 +330,9 @@ pub struct CleanPlan {
     /// Producer id -> last offset of its last batch, when planned: that batch stays (as an
     /// empty batch if need be) so that a reopened log still knows the producer's sequence.
     producer_last_offsets: HashMap<i64, i64>,
+    /// Producer id -> `(first_offset, last_offset)` of its aborted transactions starting below
+    /// the first uncleanable offset, by first offset (a producer's transactions never overlap).
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
     guard: CleaningGuard,
 }
 
@@ -353,6 +379,29 @@ impl CleanPlan {
         self.dirty_ratio
     }
 
+    /// What the pass does with a whole batch: the hooks' decision, except that the data batches
+    /// of aborted transactions are discarded.
+    fn batch_action(&self, h: &BatchHeader) -> BatchAction {
+        let action = self.hooks.batch_action(h);
+        if action == BatchAction::Compact && self.is_aborted(h) {
+            BatchAction::Discard
+        } else {
+            action
+        }
+    }
+
+    /// Whether `h` is a data batch of one of its producer's aborted transactions.
+    fn is_aborted(&self, h: &BatchHeader) -> bool {
+        if !h.is_transactional() || h.is_control() {
+            return false;
+        }
+        let Some(txns) = self.aborted.get(&h.producer_id) else {
+            return false;
+        };
+        let i = txns.partition_point(|(first, _)| *first <= h.base_offset);
+        i > 0 && txns[i - 1].1 >= h.base_offset
+    }
+
     /// Builds the key map and writes the cleaned segments, without the log. On error nothing
     /// it wrote is left behind.
     pub fn execute(self) -> Result<CleanedSegments> {
@@ -386,7 +435,7 @@ impl CleanPlan {
             while let Some((position, bytes)) = reader.next_batch()? {
                 let h = BatchHeader::parse(bytes)?;
                 if h.last_offset() < self.first_dirty_offset
-                    || self.hooks.batch_action(&h) != BatchAction::Compact
+                    || self.batch_action(&h) != BatchAction::Compact
                 {
                     continue;
                 }
@@ -485,8 +534,20 @@ impl CleanPlan {
         seg: &SegmentSnapshot,
         position: u64,
     ) -> Result<Filtered> {
-        match self.hooks.batch_action(h) {
+        let last_of_producer = h.producer_id >= 0
+            && self.producer_last_offsets.get(&h.producer_id) == Some(&h.last_offset());
+        match self.batch_action(h) {
             BatchAction::Retain => return Ok(Filtered::Whole),
+            BatchAction::Discard if last_of_producer => {
+                // Kafka's RETAIN_EMPTY: the header keeps the producer's last sequence.
+                if h.records_count == 0 {
+                    return Ok(Filtered::Whole);
+                }
+                return Ok(Filtered::Rebuilt {
+                    bytes: rebuild_batch(bytes, h, &[], &[])?,
+                    removed: h.records_count.max(0) as u64,
+                });
+            }
             BatchAction::Discard => {
                 return Ok(Filtered::Dropped {
                     removed: h.records_count.max(0) as u64,
@@ -516,8 +577,6 @@ impl CleanPlan {
             return Ok(Filtered::Whole);
         }
         let removed = (views.len() - kept.len()) as u64;
-        let last_of_producer = h.producer_id >= 0
-            && self.producer_last_offsets.get(&h.producer_id) == Some(&h.last_offset());
         if kept.is_empty() && !self.hooks.retain_empty_batch(h) && !last_of_producer {
             return Ok(Filtered::Dropped { removed });
         }
@@ -943,7 +1002,7 @@ impl Log {
         let base = seg.base_offset;
         sync_dir(dir)?;
         if let Some(old) = self.replace_segment(base, None) {
-            old.delete_files()?;
+            old.delete_files_keeping_txn_index()?;
         }
         let log_path = dir.join(segment::file_name(base, segment::LOG_SUFFIX));
         std::fs::rename(swap_path, &log_path).map_err(|e| Error::io(swap_path, e))?;

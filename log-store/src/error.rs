@@ -76,6 +76,25 @@ pub enum Error {
     #[error("producer {producer_id}: batch with sequence {sequence} is a duplicate")]
     DuplicateSequence { producer_id: i64, sequence: i32 },
 
+    /// A producer whose transaction is ongoing sent a batch that is not transactional (Kafka's
+    /// `InvalidTxnStateException`). Maps to `INVALID_TXN_STATE`.
+    #[error(
+        "producer {producer_id} sent a non-transactional batch while its transaction is ongoing"
+    )]
+    InvalidTxnState { producer_id: i64 },
+
+    /// A transaction marker carries a coordinator epoch older than the last marker written for
+    /// its producer: a newer transaction coordinator took over. Maps to
+    /// `TRANSACTION_COORDINATOR_FENCED`.
+    #[error(
+        "transaction marker for producer {producer_id}: coordinator epoch {coordinator_epoch} is older than the current {current}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
+
     /// An operating-system I/O error (ENOSPC, EACCES, EIO, ...), with the file it concerned.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -12,11 +12,16 @@
 //!   regions served as stored), ListOffsets lookups, flush (group commit via [`FlushTicket`]),
 //!   recovery after a crash, retention and DeleteRecords;
 //! - [`producer_state`]: idempotent producers' epochs and last sequence numbers per partition
-//!   (duplicates acknowledged with their original offsets, gaps and old epochs refused),
-//!   rebuilt on open from a `<offset>.snapshot` plus the batch headers after it;
+//!   (duplicates acknowledged with their original offsets, gaps and old epochs refused) and
+//!   their ongoing transactions (the last stable offset), rebuilt on open from a
+//!   `<offset>.snapshot` plus the batches after it;
+//! - transactions: end-transaction markers ([`Log::append_marker`], `control`), each segment's
+//!   aborted-transaction index (`<base>.txnindex`, `txn_index`), the last stable offset and the
+//!   aborted transactions a read_committed Fetch returns ([`Log::aborted_transactions`]);
 //! - [`cleaner`]: compaction (`cleanup.policy=compact`): plan under `&Log`, clean without the
 //!   log, install under `&mut Log` ([`Log::compact`] does all three), with a crash-safe swap
-//!   of each cleaned segment and a per-partition `cleaner-offset-checkpoint`;
+//!   of each cleaned segment and a per-partition `cleaner-offset-checkpoint`; it stops before
+//!   the last stable offset and drops aborted transactions' records;
 //! - [`LogConfig`]: Kafka's topic-level config names.
 //!
 //! ```
@@ -39,6 +44,7 @@ pub mod batch;
 mod checkpoint;
 pub mod cleaner;
 mod config;
+mod control;
 mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault_injection;
@@ -53,11 +59,13 @@ mod segment_file;
 #[doc(hidden)]
 pub mod testing;
 mod time_index;
+mod txn_index;
 
 pub use crate::cleaner::{CleanReport, Cleaner, CleanerConfig};
 pub use crate::config::{
     CleanupPolicy, CompressionType, LogConfig, TimestampType, LOG_CONFIG_NAMES,
 };
+pub use crate::control::MarkerType;
 pub use crate::error::{BatchError, Error, Result};
 pub use crate::leader_epoch::EpochEntry;
 pub use crate::log::{
@@ -65,3 +73,4 @@ pub use crate::log::{
     RetentionReport, TopicPartition,
 };
 pub use crate::producer_state::{BatchMetadata, ProducerEntry, ProducerState};
+pub use crate::txn_index::AbortedTxn;

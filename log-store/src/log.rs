@@ -1,6 +1,13 @@
 //! A partition's log: an ordered set of segments with one active segment at the end, as Kafka's
 //! `UnifiedLog`/`LocalLog`. Single writer (`&mut self`), many readers (`&self`); the broker wraps
 //! it in a lock held only for bookkeeping, never across an fsync or a read of record bytes.
+//!
+//! Transactions: data batches start and continue transactions through the producer state,
+//! [`Log::append_marker`] ends them (an abort is indexed in the active segment's `.txnindex`),
+//! [`Log::last_stable_offset`] is the first offset of the earliest ongoing transaction (else the
+//! high watermark) and [`Log::aborted_transactions`] answers read_committed fetches from the
+//! segments' indexes. Clients may not append control batches (Kafka refuses them too): only the
+//! log writes markers, so the live state and the state recovery rebuilds always agree.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,12 +20,14 @@ use crate::checkpoint::{
     LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
 };
 use crate::config::{LogConfig, TimestampType};
+use crate::control::{self, ControlRecord, MarkerType};
 use crate::error::{Error, Result};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{self, Checked, ProducerEntry, ProducerState};
 use crate::records;
 use crate::segment::{self, sync_dir, PreparedBatch, Segment, SegmentSizing, SegmentSnapshot};
 use crate::segment_file::{DataFile, SegmentFile, Storage};
+use crate::txn_index::AbortedTxn;
 
 /// A topic name and partition number; the log directory is `<topic>-<partition>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,6 +132,8 @@ pub struct ReadInfo {
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
+    /// The last stable offset ([`Log::last_stable_offset`]) when the read was made.
+    pub last_stable_offset: i64,
 }
 
 /// Which offset ListOffsets asks for.
@@ -203,6 +214,9 @@ pub struct RecoveryReport {
     pub producer_snapshot_offset: Option<i64>,
     /// Batch headers read after that snapshot to rebuild the producer state.
     pub producer_batches_replayed: u64,
+    /// Aborted-transaction indexes found damaged, cut, and rebuilt by replaying the log from a
+    /// snapshot at or before their segment.
+    pub txn_indexes_repaired: usize,
 }
 
 /// What a retention pass deleted.
@@ -247,6 +261,14 @@ pub struct Log {
     producer_state: ProducerState,
     /// Producer entries staged by the append in progress, kept to reuse the allocation.
     pending_producers: Vec<(i64, ProducerEntry)>,
+}
+
+/// Who writes a batch: a producer, or the log itself (transaction markers, for the transaction
+/// coordinator). Only the latter may write control batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Client,
+    Coordinator,
 }
 
 fn sizing(c: &LogConfig) -> SegmentSizing {
@@ -454,9 +476,19 @@ impl Log {
         log.recovery_point = leo;
         log.active_mut().prepare_for_append()?;
         log.leader_epochs.truncate_from_end(leo)?;
+        // A damaged transaction index is rebuilt by replaying from a snapshot at or before its
+        // segment (one is kept at each segment base).
+        let damaged: Vec<i64> = log
+            .segments
+            .values()
+            .filter(|s| s.txn_index_was_cut())
+            .map(Segment::base_offset)
+            .collect();
+        report.txn_indexes_repaired = damaged.len();
+        let replay_at_most = damaged.first().copied().unwrap_or(i64::MAX);
         // Snapshots past the (possibly truncated) log end go; the newest other one plus the
-        // headers after it rebuild the producer state.
-        let (state, snapshot) = ProducerState::load(dir, leo)?;
+        // headers after it rebuild the producer state and the transaction indexes past it.
+        let (state, snapshot) = ProducerState::load(dir, leo, replay_at_most)?;
         log.producer_state = state;
         report.producer_snapshot_offset = snapshot;
         report.producer_batches_replayed =
@@ -498,7 +530,7 @@ impl Log {
             let base = parse_base(stem);
             match (base, suffix) {
                 (Some(b), "log") => bases.push(b),
-                (Some(b), "index" | "timeindex") => others.push((path, b)),
+                (Some(b), "index" | "timeindex" | "txnindex") => others.push((path, b)),
                 (Some(b), "log.swap") => swaps.push((path, b)),
                 // Producer state snapshots: `ProducerState::load` reads them.
                 (Some(_), producer_state::SNAPSHOT_SUFFIX) => {}
@@ -536,8 +568,11 @@ impl Log {
         Ok((bases, swapped))
     }
 
-    /// Rebuilds the producer state from the batch headers at and after `from` (records are not
-    /// decoded). Returns how many headers it read.
+    /// Rebuilds the producer state from the batch headers at and after `from` (data records are
+    /// not decoded; a control batch's one record is, to tell commit from abort), and with it the
+    /// aborted-transaction index entries of the markers at and after `from`: those on disk are
+    /// dropped first, so the indexes end up exactly as the appends left them. Returns how many
+    /// headers it read.
     fn replay_producer_state(&mut self, from: i64) -> Result<u64> {
         let mut replayed = 0;
         let first = self
@@ -545,10 +580,16 @@ impl Log {
             .range(..=from)
             .next_back()
             .map_or(i64::MIN, |(b, _)| *b);
-        for seg in self.segments.range(first..).map(|(_, s)| s) {
+        let Log {
+            segments,
+            producer_state,
+            ..
+        } = self;
+        for seg in segments.range_mut(first..).map(|(_, s)| s) {
             if seg.next_offset() <= from {
                 continue;
             }
+            seg.truncate_txn_index(from)?;
             let mut pos = if from > seg.base_offset() {
                 seg.position_of_offset(from, seg.size())?
             } else {
@@ -556,7 +597,40 @@ impl Log {
             };
             while pos < seg.size() {
                 let h = seg.header_at(pos)?;
-                self.producer_state.replay(&h);
+                if !h.is_control() {
+                    producer_state.replay(&h);
+                } else if h.producer_id >= 0 {
+                    let bytes = seg.read_bytes(pos, h.total_bytes())?;
+                    let marker = match control::parse_control_batch(&bytes) {
+                        ControlRecord::Marker {
+                            marker,
+                            coordinator_epoch,
+                        } => Some(Some((marker, coordinator_epoch))),
+                        // Kafka changes nothing for a control batch without records.
+                        ControlRecord::Empty => None,
+                        ControlRecord::Malformed(reason) => {
+                            tracing::warn!(
+                                path = %seg.log_path().display(),
+                                offset = h.base_offset,
+                                reason,
+                                "unreadable transaction marker: ending the producer's transaction without an abort"
+                            );
+                            Some(None)
+                        }
+                    };
+                    if let Some(marker) = marker {
+                        let completed = producer_state.complete_marker(
+                            h.producer_id,
+                            h.producer_epoch,
+                            marker,
+                            h.base_offset,
+                            h.max_timestamp,
+                        );
+                        if let Some(t) = completed.and_then(|c| c.aborted_txn()) {
+                            seg.append_aborted_txn(t)?;
+                        }
+                    }
+                }
                 replayed += 1;
                 pos += h.total_bytes() as u64;
             }
@@ -566,6 +640,11 @@ impl Log {
 
     /// Writes a producer snapshot at the log end offset, unless the newest one is there.
     fn write_producer_snapshot(&mut self) -> Result<()> {
+        // A replay from the snapshot does not rebuild the aborted-transaction entries below its
+        // offset: make them durable first (aborts are rare; this is a no-op without new ones).
+        for seg in self.segments.values_mut() {
+            seg.sync_txn_index()?;
+        }
         let offset = self.log_end_offset();
         if self.producer_state.latest_snapshot_offset() == Some(offset) {
             return Ok(());
@@ -672,12 +751,126 @@ impl Log {
         // Reuse the last append's vector: no allocation per append in the steady state.
         let mut prepared = std::mem::take(&mut self.prepared);
         let mut pending = std::mem::take(&mut self.pending_producers);
-        let result = self.append_with(records, opts, &mut prepared, &mut pending);
+        let result = self.append_with(records, opts, &mut prepared, &mut pending, Origin::Client);
         prepared.clear();
         pending.clear();
         self.prepared = prepared;
         self.pending_producers = pending;
         result
+    }
+
+    /// Writes an end-transaction marker for `producer_id` as a control batch (Kafka's
+    /// `MemoryRecords.withEndTransactionMarker`: magic 2, attributes transactional | control,
+    /// the given producer id and epoch, base sequence -1, one record with key `[version 0,
+    /// type]` and value `[version 0, coordinator_epoch]`, timestamp `opts.now_ms`), for
+    /// WriteTxnMarkers.
+    ///
+    /// Fenced as Kafka fences it: a producer epoch older than the producer's current one fails
+    /// with [`Error::InvalidProducerEpoch`], a coordinator epoch older than the one of the
+    /// producer's last marker with [`Error::TransactionCoordinatorFenced`]; nothing is written
+    /// then. Otherwise the producer's epoch becomes `producer_epoch` (a newer epoch forgets its
+    /// batches, so that epoch's first batch must have sequence 0), its ongoing transaction ends,
+    /// and an abort is indexed in the active segment (the transaction's first offset, the
+    /// marker's offset, the last stable offset after it). A marker for a producer with no ongoing
+    /// transaction is written all the same, as Kafka does, and indexes nothing.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: MarkerType,
+        coordinator_epoch: i32,
+        opts: AppendOptions,
+    ) -> Result<AppendInfo> {
+        self.check_online()?;
+        if producer_id < 0 {
+            return Err(crate::BatchError::Inconsistent(
+                "a transaction marker needs a producer id",
+            )
+            .into());
+        }
+        self.producer_state
+            .check_marker(producer_id, producer_epoch, coordinator_epoch)?;
+        let batch = control::end_txn_marker_batch(
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+            opts.now_ms,
+        );
+        let mut prepared = std::mem::take(&mut self.prepared);
+        let mut pending = std::mem::take(&mut self.pending_producers);
+        let result = self.append_with(
+            &batch,
+            opts,
+            &mut prepared,
+            &mut pending,
+            Origin::Coordinator,
+        );
+        prepared.clear();
+        pending.clear();
+        self.prepared = prepared;
+        self.pending_producers = pending;
+        let info = result?;
+        let completed = self.producer_state.complete_marker(
+            producer_id,
+            producer_epoch,
+            Some((marker, coordinator_epoch)),
+            info.base_offset,
+            info.max_timestamp,
+        );
+        if let Some(t) = completed.and_then(|c| c.aborted_txn()) {
+            if let Err(e) = self.active_mut().append_aborted_txn(t) {
+                // The marker is in the log but its index entry is not: reopening rebuilds it
+                // (the marker is past every producer snapshot).
+                self.offline = Some(format!(
+                    "cannot index the transaction aborted at offset {}: {e}",
+                    t.last_offset
+                ));
+                return Err(e);
+            }
+        }
+        Ok(info)
+    }
+
+    /// The last stable offset: the first offset of the earliest ongoing transaction, else the
+    /// high watermark (never below the log start offset, as in Kafka once retention deleted
+    /// the start of a transaction). What a read_committed consumer may read up to.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.producer_state
+            .first_ongoing_offset()
+            .map_or(hw, |first| first.min(hw))
+            .max(self.log_start_offset)
+    }
+
+    /// Aborted transactions that overlap `[from, upper)` (`last_offset >= from` and
+    /// `first_offset < upper`), ordered by first offset: the `aborted_transactions` of a
+    /// read_committed Fetch. As Kafka's `collectAbortedTransactions`: an entry lives in the
+    /// segment of its marker, so the scan starts at the segment holding `from` and stops at the
+    /// first entry whose last stable offset is at or past `upper` (every transaction that
+    /// completes after it started at or after `upper`).
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let mut out = Vec::new();
+        if from >= upper {
+            return out;
+        }
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        'segments: for seg in self.segments.range(first..).map(|(_, s)| s) {
+            for t in seg.aborted_txns() {
+                if t.last_offset >= from && t.first_offset < upper {
+                    out.push(*t);
+                }
+                if t.last_stable_offset >= upper {
+                    break 'segments;
+                }
+            }
+        }
+        out.sort_by_key(|t| t.first_offset);
+        out
     }
 
     /// Checks and converts batches when the topic's configs need more than the header:
@@ -745,6 +938,7 @@ impl Log {
         opts: AppendOptions,
         prepared: &mut Vec<PreparedBatch>,
         pending: &mut Vec<(i64, ProducerEntry)>,
+        origin: Origin,
     ) -> Result<AppendInfo> {
         let max = self.config.max_message_bytes.max(BATCH_HEADER_BYTES);
         let log_append = self.config.message_timestamp_type == TimestampType::LogAppendTime;
@@ -765,7 +959,13 @@ impl Log {
                 .into());
             }
             let whole = &rest[..len];
-            batch::validate_produced_batch(whole)?;
+            if batch::validate_produced_batch(whole)?.is_control() && origin == Origin::Client {
+                // Kafka's `LogValidator`: only the log writes transaction markers.
+                return Err(crate::BatchError::Inconsistent(
+                    "clients may not write control batches",
+                )
+                .into());
+            }
             let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
             header_bytes.copy_from_slice(&whole[..BATCH_HEADER_BYTES]);
             batch::patch_header(&mut header_bytes, next, opts.leader_epoch);
@@ -898,6 +1098,7 @@ impl Log {
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark(),
             log_end_offset: leo,
+            last_stable_offset: self.last_stable_offset(),
         };
         if offset < self.log_start_offset || offset > leo {
             return Err(Error::OffsetOutOfRange {

@@ -9,17 +9,33 @@
 //! segments below the log start (the newest one at or below the first segment stays, so that
 //! producers whose last batches retention deleted are not forgotten).
 //!
-//! Transactions will extend [`ProducerEntry`] with the first offset of the producer's ongoing
-//! transaction and [`ProducerState`] with the set of ongoing transactions ordered by first
-//! offset (the last stable offset); the snapshot's version field makes room for that.
+//! **Transactions.** A producer's transactional data batch (attributes `0x10`, not a control
+//! batch) starts a transaction at its base offset when none is ongoing; until the producer's
+//! end-transaction marker ([`crate::Log::append_marker`]) its non-transactional batches are
+//! refused (`INVALID_TXN_STATE`). [`ProducerEntry`] keeps the first offset of the ongoing
+//! transaction and the coordinator epoch of the last marker (an older one is fenced); a marker
+//! with a newer producer epoch bumps the entry's epoch and forgets its batches, so the new
+//! epoch's first batch must have sequence 0. [`ProducerState`] keeps the ongoing transactions
+//! ordered by first offset: the first is the last stable offset (LSO), and completing an abort
+//! yields the entry of the segment's aborted-transaction index with the LSO right after it
+//! (Kafka's `lastStableOffset(completedTxn)`: the earliest other ongoing transaction, else the
+//! marker's offset + 1). A producer with an ongoing transaction never expires.
+//!
+//! Recovery replays the markers after the snapshot too (their control record says commit or
+//! abort), so ongoing transactions and the aborted-transaction entries past the snapshot are
+//! rebuilt exactly. Snapshot version 2 stores each producer's coordinator epoch and the first
+//! offset of its ongoing transaction; version 1 files (written before transactions) still load,
+//! as producers without a transaction.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::batch::BatchHeader;
+use crate::control::MarkerType;
 use crate::error::{Error, Result};
 use crate::segment::sync_dir;
+use crate::txn_index::AbortedTxn;
 
 /// Batches remembered per producer for duplicate detection (Kafka's
 /// `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`; a producer has at most 5 requests in flight).
@@ -30,11 +46,16 @@ pub const BATCHES_RETAINED: usize = 5;
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
 pub(crate) const SNAPSHOT_SUFFIX: &str = "snapshot";
-const SNAPSHOT_VERSION: i16 = 1;
+const SNAPSHOT_VERSION: i16 = 2;
+/// Snapshots written before transactions: no coordinator epoch, no ongoing transaction.
+const SNAPSHOT_VERSION_1: i16 = 1;
 /// version i16 + crc u32 + count i32.
 const SNAPSHOT_HEADER_BYTES: usize = 10;
-/// producer id, epoch, last timestamp, batch count.
-const ENTRY_HEADER_BYTES: usize = 8 + 2 + 8 + 1;
+/// Version 1: producer id, epoch, last timestamp, batch count.
+const ENTRY_HEADER_BYTES_V1: usize = 8 + 2 + 8 + 1;
+/// Version 2: producer id, epoch, last timestamp, coordinator epoch, current transaction's first
+/// offset, batch count.
+const ENTRY_HEADER_BYTES: usize = 8 + 2 + 8 + 4 + 8 + 1;
 /// first seq, last seq, first offset, last offset, timestamp.
 const BATCH_METADATA_BYTES: usize = 4 + 4 + 8 + 8 + 8;
 
@@ -56,8 +77,12 @@ pub struct ProducerEntry {
     /// Oldest first; `batches[..batch_count]` are valid.
     batches: [BatchMetadata; BATCHES_RETAINED],
     batch_count: u8,
-    /// Max timestamp of the producer's last batch, for expiration.
+    /// Max timestamp of the producer's last batch or marker, for expiration.
     pub last_timestamp: i64,
+    /// Coordinator epoch of the producer's last transaction marker, -1 if none.
+    coordinator_epoch: i32,
+    /// First offset of the producer's ongoing transaction, -1 if none.
+    current_txn_first_offset: i64,
 }
 
 impl ProducerEntry {
@@ -67,7 +92,24 @@ impl ProducerEntry {
             batches: [BatchMetadata::default(); BATCHES_RETAINED],
             batch_count: 0,
             last_timestamp: -1,
+            coordinator_epoch: -1,
+            current_txn_first_offset: -1,
         }
+    }
+
+    /// First offset of the producer's ongoing transaction.
+    pub fn current_txn_first_offset(&self) -> Option<i64> {
+        (self.current_txn_first_offset >= 0).then_some(self.current_txn_first_offset)
+    }
+
+    /// Coordinator epoch of the producer's last transaction marker, -1 if none.
+    pub fn coordinator_epoch(&self) -> i32 {
+        self.coordinator_epoch
+    }
+
+    /// Sequence number of the last record of the producer's last batch, -1 if none.
+    pub fn last_sequence(&self) -> i32 {
+        self.last_batch().map_or(-1, |b| b.last_seq)
     }
 
     /// The remembered batches, oldest first.
@@ -92,7 +134,8 @@ impl ProducerEntry {
     }
 
     /// Records a batch the log holds (appended, or found by recovery). A batch of an older
-    /// epoch changes nothing; a newer epoch forgets the old epoch's batches.
+    /// epoch changes nothing; a newer epoch forgets the old epoch's batches. A transactional
+    /// batch starts a transaction if none is ongoing.
     fn apply(&mut self, h: &BatchHeader) {
         if h.producer_epoch < self.epoch {
             return;
@@ -108,6 +151,9 @@ impl ProducerEntry {
             last_offset: h.last_offset(),
             timestamp: h.max_timestamp,
         });
+        if h.is_transactional() && self.current_txn_first_offset < 0 {
+            self.current_txn_first_offset = h.base_offset;
+        }
     }
 
     /// Kafka's `ProducerAppendInfo.checkProducerEpoch` + `checkSequence` and the duplicate
@@ -140,17 +186,38 @@ impl ProducerEntry {
         {
             return Ok(Checked::Duplicate(*d));
         }
-        match self.last_batch() {
-            Some(last) if !in_sequence(last.last_seq, h.base_sequence) => {
-                Err(Error::OutOfOrderSequence {
-                    producer_id,
-                    epoch: h.producer_epoch,
-                    sequence: h.base_sequence,
-                    last_sequence: last.last_seq,
-                })
-            }
-            _ => Ok(Checked::Append),
+        // An entry without batches in its epoch (a marker bumped the epoch, or created the
+        // entry) expects sequence 0, as Kafka's `checkSequence` (in sequence after -1).
+        let last_seq = self.last_sequence();
+        if !in_sequence(last_seq, h.base_sequence) {
+            return Err(Error::OutOfOrderSequence {
+                producer_id,
+                epoch: h.producer_epoch,
+                sequence: h.base_sequence,
+                last_sequence: last_seq,
+            });
         }
+        Ok(Checked::Append)
+    }
+
+    /// Kafka's `appendEndTxnMarker` checks: an older producer epoch or coordinator epoch is
+    /// fenced.
+    fn check_marker(&self, producer_id: i64, epoch: i16, coordinator_epoch: i32) -> Result<()> {
+        if epoch < self.epoch {
+            return Err(Error::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current_epoch: self.epoch,
+            });
+        }
+        if coordinator_epoch < self.coordinator_epoch {
+            return Err(Error::TransactionCoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current: self.coordinator_epoch,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -168,6 +235,7 @@ pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
     }
 }
 
+/// Kafka's `inSequence`; after no batch (-1) the next sequence is 0.
 fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
     next_seq as i64 == last_seq as i64 + 1 || (next_seq == 0 && last_seq == i32::MAX)
 }
@@ -185,17 +253,72 @@ pub(crate) enum Checked {
     Duplicate(BatchMetadata),
 }
 
+/// A transaction that a marker completed (Kafka's `CompletedTxn`), with the last stable offset
+/// right after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    /// The marker's offset.
+    pub(crate) last_offset: i64,
+    pub(crate) last_stable_offset: i64,
+    pub(crate) aborted: bool,
+}
+
+impl CompletedTxn {
+    /// The aborted-transaction index entry, for an abort.
+    pub(crate) fn aborted_txn(&self) -> Option<AbortedTxn> {
+        self.aborted.then_some(AbortedTxn {
+            producer_id: self.producer_id,
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+            last_stable_offset: self.last_stable_offset,
+        })
+    }
+}
+
 /// Every tracked producer of one partition.
 #[derive(Debug, Default)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// Ongoing transactions: first offset -> producer id (one per producer at most).
+    ongoing: BTreeMap<i64, i64>,
     /// Offsets of the snapshot files in the log directory.
     snapshots: BTreeSet<i64>,
+}
+
+/// Moves a producer's ongoing transaction in `ongoing` from `old` to `new` first offset (-1:
+/// none).
+fn track_txn(ongoing: &mut BTreeMap<i64, i64>, producer_id: i64, old: i64, new: i64) {
+    if old == new {
+        return;
+    }
+    if old >= 0 && ongoing.get(&old) == Some(&producer_id) {
+        ongoing.remove(&old);
+    }
+    if new >= 0 {
+        ongoing.insert(new, producer_id);
+    }
 }
 
 impl ProducerState {
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
+    }
+
+    /// Every tracked producer, in no particular order (DescribeProducers).
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
+        self.producers.iter().map(|(pid, e)| (*pid, e))
+    }
+
+    /// Ongoing transactions as `(producer_id, first_offset)`, oldest first.
+    pub fn ongoing_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(first, pid)| (*pid, *first))
+    }
+
+    /// First offset of the earliest ongoing transaction.
+    pub fn first_ongoing_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
     }
 
     pub fn len(&self) -> usize {
@@ -237,12 +360,17 @@ impl ProducerState {
             .find(|(p, _)| *p == pid)
             .map(|(_, e)| e)
             .or_else(|| self.producers.get(&pid));
-        match entry {
+        let Some(e) = entry else {
             // Unknown producer (new, or its batches were deleted): as Kafka since KIP-360,
             // any sequence is accepted and tracking starts with it.
-            None => Ok(Checked::Append),
-            Some(e) => e.check(pid, h),
+            return Ok(Checked::Append);
+        };
+        let checked = e.check(pid, h)?;
+        // Kafka's `appendDataBatch`: after the epoch, sequence and duplicate checks.
+        if checked == Checked::Append && e.current_txn_first_offset >= 0 && !h.is_transactional() {
+            return Err(Error::InvalidTxnState { producer_id: pid });
         }
+        Ok(checked)
     }
 
     /// Adds an accepted batch (offsets assigned) to `pending`.
@@ -266,7 +394,12 @@ impl ProducerState {
     /// Makes the staged entries current (after their batches were written).
     pub(crate) fn commit(&mut self, pending: &mut Vec<(i64, ProducerEntry)>) {
         for (pid, e) in pending.drain(..) {
-            self.producers.insert(pid, e);
+            let new = e.current_txn_first_offset;
+            let old = self
+                .producers
+                .insert(pid, e)
+                .map_or(-1, |o| o.current_txn_first_offset);
+            track_txn(&mut self.ongoing, pid, old, new);
         }
     }
 
@@ -275,24 +408,98 @@ impl ProducerState {
         if !is_tracked(h) {
             return;
         }
-        self.producers
+        let e = self
+            .producers
             .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry::new(h.producer_epoch))
-            .apply(h);
+            .or_insert_with(|| ProducerEntry::new(h.producer_epoch));
+        let old = e.current_txn_first_offset;
+        e.apply(h);
+        let new = e.current_txn_first_offset;
+        track_txn(&mut self.ongoing, h.producer_id, old, new);
     }
 
-    /// Forgets producers silent for [`PRODUCER_ID_EXPIRATION_MS`]. Returns how many.
+    /// Checks an end-transaction marker before it is written (see [`ProducerEntry`]). A
+    /// producer the partition does not know passes.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<()> {
+        match self.producers.get(&producer_id) {
+            Some(e) => e.check_marker(producer_id, epoch, coordinator_epoch),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies an end-transaction marker the log holds at `offset` (appended after
+    /// [`ProducerState::check_marker`], or found by recovery): the producer's epoch becomes
+    /// `epoch` if newer (forgetting its batches), its ongoing transaction ends, and the
+    /// coordinator epoch is remembered. `marker` is `None` for a control record recovery could
+    /// not read: the transaction ends without an abort. Returns the transaction it completed,
+    /// if one was ongoing (a marker without a transaction changes neither the LSO nor the
+    /// index, as in Kafka).
+    pub(crate) fn complete_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        marker: Option<(MarkerType, i32)>,
+        offset: i64,
+        timestamp: i64,
+    ) -> Option<CompletedTxn> {
+        let e = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(epoch));
+        if epoch > e.epoch {
+            e.epoch = epoch;
+            e.batch_count = 0;
+        }
+        let first = e.current_txn_first_offset;
+        e.current_txn_first_offset = -1;
+        if let Some((_, coordinator_epoch)) = marker {
+            e.coordinator_epoch = coordinator_epoch;
+        }
+        e.last_timestamp = timestamp;
+        if first < 0 {
+            return None;
+        }
+        // Kafka's `lastStableOffset(completedTxn)`: the earliest other ongoing transaction.
+        let last_stable_offset = self
+            .ongoing
+            .iter()
+            .find(|(_, pid)| **pid != producer_id)
+            .map_or(offset + 1, |(f, _)| *f);
+        track_txn(&mut self.ongoing, producer_id, first, -1);
+        Some(CompletedTxn {
+            producer_id,
+            first_offset: first,
+            last_offset: offset,
+            last_stable_offset,
+            aborted: matches!(marker, Some((MarkerType::Abort, _))),
+        })
+    }
+
+    /// Forgets producers silent for [`PRODUCER_ID_EXPIRATION_MS`], except those with an ongoing
+    /// transaction. Returns how many.
     pub(crate) fn remove_expired(&mut self, now_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < PRODUCER_ID_EXPIRATION_MS);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset >= 0
+                || now_ms.saturating_sub(e.last_timestamp) < PRODUCER_ID_EXPIRATION_MS
+        });
         before - self.producers.len()
     }
 
     /// Lists the snapshot files of `dir`, deletes those past `log_end_offset` (recovery cut
-    /// the log below them) and loads the newest readable one (deleting unreadable ones).
-    /// Returns the state and the offset its batches end at (`None`: no snapshot).
-    pub(crate) fn load(dir: &Path, log_end_offset: i64) -> Result<(ProducerState, Option<i64>)> {
+    /// the log below them) and loads the newest readable one at or below `at_most` (deleting
+    /// unreadable ones; newer readable ones stay). Returns the state and the offset its batches
+    /// end at (`None`: no snapshot).
+    pub(crate) fn load(
+        dir: &Path,
+        log_end_offset: i64,
+        at_most: i64,
+    ) -> Result<(ProducerState, Option<i64>)> {
         let mut snapshots = BTreeSet::new();
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         for entry in entries {
@@ -310,7 +517,8 @@ impl ProducerState {
         }
         snapshots.retain(|o| *o <= log_end_offset);
         let mut loaded = None;
-        while let Some(&o) = snapshots.iter().next_back() {
+        let mut candidates: Vec<i64> = snapshots.range(..=at_most).copied().collect();
+        while let Some(o) = candidates.pop() {
             let path = snapshot_path(dir, o);
             match read_snapshot(&path) {
                 Ok(producers) => {
@@ -329,9 +537,10 @@ impl ProducerState {
             sync_dir(dir)?;
         }
         Ok(match loaded {
-            Some((producers, o)) => (
+            Some(((producers, ongoing), o)) => (
                 ProducerState {
                     producers,
+                    ongoing,
                     snapshots,
                 },
                 Some(o),
@@ -339,6 +548,7 @@ impl ProducerState {
             None => (
                 ProducerState {
                     producers: HashMap::new(),
+                    ongoing: BTreeMap::new(),
                     snapshots,
                 },
                 None,
@@ -368,6 +578,8 @@ impl ProducerState {
             buf.extend_from_slice(&pid.to_be_bytes());
             buf.extend_from_slice(&e.epoch.to_be_bytes());
             buf.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            buf.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            buf.extend_from_slice(&e.current_txn_first_offset.to_be_bytes());
             buf.push(e.batch_count);
             for b in e.batches() {
                 buf.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -441,7 +653,11 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<i64> {
     }
 }
 
-fn read_snapshot(path: &Path) -> Result<HashMap<i64, ProducerEntry>> {
+/// Producers and their ongoing transactions (first offset -> producer id), as a snapshot holds
+/// them.
+type SnapshotState = (HashMap<i64, ProducerEntry>, BTreeMap<i64, i64>);
+
+fn read_snapshot(path: &Path) -> Result<SnapshotState> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let corrupted = |position: usize, reason: &str| Error::Corrupted {
         path: path.to_path_buf(),
@@ -453,26 +669,48 @@ fn read_snapshot(path: &Path) -> Result<HashMap<i64, ProducerEntry>> {
     }
     let mut r = Reader { b: &bytes, at: 0 };
     let version = r.i16();
-    if version != SNAPSHOT_VERSION {
-        return Err(corrupted(0, "unknown producer snapshot version"));
-    }
+    let entry_header_bytes = match version {
+        SNAPSHOT_VERSION => ENTRY_HEADER_BYTES,
+        SNAPSHOT_VERSION_1 => ENTRY_HEADER_BYTES_V1,
+        _ => return Err(corrupted(0, "unknown producer snapshot version")),
+    };
     let crc = r.i32() as u32;
     if crc32c::crc32c(&bytes[6..]) != crc {
         return Err(corrupted(2, "producer snapshot CRC mismatch"));
     }
     let count = r.i32();
-    // Each entry takes at least ENTRY_HEADER_BYTES: check before allocating.
-    if count < 0 || count as usize > (bytes.len() - SNAPSHOT_HEADER_BYTES) / ENTRY_HEADER_BYTES {
+    // Each entry takes at least its header: check before allocating.
+    if count < 0 || count as usize > (bytes.len() - SNAPSHOT_HEADER_BYTES) / entry_header_bytes {
         return Err(corrupted(6, "producer snapshot entry count out of range"));
     }
     let mut producers = HashMap::with_capacity(count as usize);
+    let mut ongoing = BTreeMap::new();
     for _ in 0..count {
-        if r.remaining() < ENTRY_HEADER_BYTES {
+        if r.remaining() < entry_header_bytes {
             return Err(corrupted(r.at, "producer snapshot truncated"));
         }
         let pid = r.i64();
         let mut e = ProducerEntry::new(r.i16());
         let last_timestamp = r.i64();
+        let (coordinator_epoch, txn_first_offset) = if version == SNAPSHOT_VERSION_1 {
+            (-1, -1)
+        } else {
+            (r.i32(), r.i64())
+        };
+        if txn_first_offset < -1 || coordinator_epoch < -1 {
+            return Err(corrupted(
+                r.at,
+                "producer snapshot transaction fields out of range",
+            ));
+        }
+        if txn_first_offset >= 0 && ongoing.insert(txn_first_offset, pid).is_some() {
+            return Err(corrupted(
+                r.at,
+                "two ongoing transactions start at the same offset",
+            ));
+        }
+        e.coordinator_epoch = coordinator_epoch;
+        e.current_txn_first_offset = txn_first_offset;
         let n = r.u8() as usize;
         if n > BATCHES_RETAINED || r.remaining() < n * BATCH_METADATA_BYTES {
             return Err(corrupted(
@@ -490,12 +728,14 @@ fn read_snapshot(path: &Path) -> Result<HashMap<i64, ProducerEntry>> {
             });
         }
         e.last_timestamp = last_timestamp;
-        producers.insert(pid, e);
+        if producers.insert(pid, e).is_some() {
+            return Err(corrupted(r.at, "a producer appears twice in the snapshot"));
+        }
     }
     if r.remaining() != 0 {
         return Err(corrupted(r.at, "trailing bytes in producer snapshot"));
     }
-    Ok(producers)
+    Ok((producers, ongoing))
 }
 
 /// Big-endian reads; callers check the length first.
@@ -534,6 +774,13 @@ mod tests {
 
     fn header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
         let b = crate::testing::build_batch(count, 1, 1_000, Some((pid, epoch, seq)));
+        let mut h = BatchHeader::parse(&b).expect("a valid header");
+        h.base_offset = base_offset;
+        h
+    }
+
+    fn txn_header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64) -> BatchHeader {
+        let b = crate::testing::build_transactional_batch(count, 1, 1_000, (pid, epoch, seq));
         let mut h = BatchHeader::parse(&b).expect("a valid header");
         h.base_offset = base_offset;
         h
@@ -585,7 +832,7 @@ mod tests {
         }
         append(&mut s, &header(9, 0, 0, 3, 3))?;
         s.write_snapshot(dir.path(), 6, &|_| false)?;
-        let (loaded, at) = ProducerState::load(dir.path(), 6)?;
+        let (loaded, at) = ProducerState::load(dir.path(), 6, i64::MAX)?;
         assert_eq!(at, Some(6));
         assert_eq!(loaded.entry(7), s.entry(7));
         assert_eq!(loaded.entry(9), s.entry(9));
@@ -594,9 +841,196 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
-        let (loaded, at) = ProducerState::load(dir.path(), 6)?;
+        let (loaded, at) = ProducerState::load(dir.path(), 6, i64::MAX)?;
         assert_eq!((loaded.len(), at), (0, None));
         assert!(!path.exists());
+        Ok(())
+    }
+
+    #[test]
+    fn transactions_track_the_lso_and_complete_with_kafkas_lso() -> Result<()> {
+        let mut s = ProducerState::default();
+        append(&mut s, &txn_header(1, 0, 0, 2, 10))?;
+        append(&mut s, &txn_header(2, 0, 0, 1, 12))?;
+        append(&mut s, &txn_header(1, 0, 2, 1, 13))?;
+        assert_eq!(s.first_ongoing_offset(), Some(10));
+        assert_eq!(
+            s.ongoing_transactions().collect::<Vec<_>>(),
+            vec![(1, 10), (2, 12)]
+        );
+        assert_eq!(
+            s.entry(1).and_then(|e| e.current_txn_first_offset()),
+            Some(10)
+        );
+        // Producer 1 aborts: the LSO after it is producer 2's first offset.
+        let done = s.complete_marker(1, 0, Some((MarkerType::Abort, 4)), 14, 1_000);
+        assert_eq!(
+            done.and_then(|c| c.aborted_txn()),
+            Some(AbortedTxn {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 14,
+                last_stable_offset: 12
+            })
+        );
+        assert_eq!(s.entry(1).map(|e| e.coordinator_epoch()), Some(4));
+        // Producer 2 commits: no index entry, LSO after it is the marker + 1.
+        let done = s.complete_marker(2, 0, Some((MarkerType::Commit, 4)), 15, 1_000);
+        assert_eq!(
+            done.map(|c| (c.aborted, c.last_stable_offset)),
+            Some((false, 16))
+        );
+        assert_eq!(s.first_ongoing_offset(), None);
+        // No transaction: nothing completed, but the epoch and coordinator epoch still move.
+        assert_eq!(
+            s.complete_marker(3, 5, Some((MarkerType::Abort, 9)), 16, 1),
+            None
+        );
+        assert_eq!(
+            s.entry(3).map(|e| (e.epoch, e.coordinator_epoch())),
+            Some((5, 9))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn markers_are_fenced_and_bump_the_epoch() -> Result<()> {
+        let mut s = ProducerState::default();
+        append(&mut s, &txn_header(1, 3, 0, 1, 0))?;
+        s.complete_marker(1, 3, Some((MarkerType::Commit, 5)), 1, 1_000);
+        assert!(matches!(
+            s.check_marker(1, 2, 5),
+            Err(Error::InvalidProducerEpoch {
+                epoch: 2,
+                current_epoch: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.check_marker(1, 3, 4),
+            Err(Error::TransactionCoordinatorFenced {
+                coordinator_epoch: 4,
+                current: 5,
+                ..
+            })
+        ));
+        s.check_marker(1, 4, 5)?;
+        s.check_marker(99, 0, 0)?;
+        // A newer epoch forgets the batches: the next batch must start at 0.
+        s.complete_marker(1, 4, Some((MarkerType::Abort, 5)), 2, 1_000);
+        assert_eq!(
+            s.entry(1).map(|e| (e.epoch, e.last_sequence())),
+            Some((4, -1))
+        );
+        assert!(matches!(
+            append(&mut s, &header(1, 3, 1, 1, 3)),
+            Err(Error::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            append(&mut s, &header(1, 4, 1, 1, 3)),
+            Err(Error::OutOfOrderSequence {
+                sequence: 1,
+                last_sequence: -1,
+                ..
+            })
+        ));
+        assert_eq!(append(&mut s, &header(1, 4, 0, 1, 3))?, Checked::Append);
+        Ok(())
+    }
+
+    #[test]
+    fn a_non_transactional_batch_during_a_transaction_is_refused() -> Result<()> {
+        let mut s = ProducerState::default();
+        // Within one append: the staged entry carries the transaction.
+        let mut pending = Vec::new();
+        let t = txn_header(1, 0, 0, 1, 0);
+        assert_eq!(s.check(&t, &pending)?, Checked::Append);
+        s.stage(&t, &mut pending);
+        let plain = header(1, 0, 1, 1, 1);
+        assert!(matches!(
+            s.check(&plain, &pending),
+            Err(Error::InvalidTxnState { producer_id: 1 })
+        ));
+        s.commit(&mut pending);
+        assert_eq!(s.first_ongoing_offset(), Some(0));
+        assert!(matches!(
+            append(&mut s, &plain),
+            Err(Error::InvalidTxnState { .. })
+        ));
+        // A retry of the transactional batch is still a duplicate.
+        assert!(matches!(append(&mut s, &t)?, Checked::Duplicate(_)));
+        s.complete_marker(1, 0, Some((MarkerType::Commit, 0)), 1, 1_000);
+        assert_eq!(append(&mut s, &header(1, 0, 1, 1, 2))?, Checked::Append);
+        Ok(())
+    }
+
+    #[test]
+    fn producers_with_an_ongoing_transaction_never_expire() -> Result<()> {
+        let mut s = ProducerState::default();
+        append(&mut s, &txn_header(1, 0, 0, 1, 0))?;
+        append(&mut s, &header(2, 0, 0, 1, 1))?;
+        assert_eq!(s.remove_expired(1_000 + 2 * PRODUCER_ID_EXPIRATION_MS), 1);
+        assert!(s.entry(1).is_some() && s.entry(2).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn snapshot_v2_keeps_transactions_and_v1_still_loads() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let mut s = ProducerState::default();
+        append(&mut s, &txn_header(1, 2, 0, 2, 0))?;
+        s.complete_marker(1, 2, Some((MarkerType::Abort, 7)), 2, 1_000);
+        append(&mut s, &txn_header(1, 2, 2, 1, 3))?;
+        append(&mut s, &txn_header(2, 0, 0, 1, 4))?;
+        append(&mut s, &header(3, 0, 0, 1, 5))?;
+        s.write_snapshot(dir.path(), 6, &|_| false)?;
+        let (loaded, at) = ProducerState::load(dir.path(), 6, i64::MAX)?;
+        assert_eq!(at, Some(6));
+        for pid in 1..=3 {
+            assert_eq!(loaded.entry(pid), s.entry(pid));
+        }
+        assert_eq!(loaded.entry(1).map(|e| e.coordinator_epoch()), Some(7));
+        assert_eq!(
+            loaded.ongoing_transactions().collect::<Vec<_>>(),
+            vec![(1, 3), (2, 4)]
+        );
+        // A snapshot too new for the bound is not loaded, and stays.
+        let (older, at) = ProducerState::load(dir.path(), 6, 5)?;
+        assert_eq!((older.len(), at), (0, None));
+        assert_eq!(older.snapshot_offsets(), vec![6]);
+
+        // Version 1, as written before transactions: producer 9, epoch 1, one batch.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&1i16.to_be_bytes());
+        v1.extend_from_slice(&0u32.to_be_bytes());
+        v1.extend_from_slice(&1i32.to_be_bytes());
+        v1.extend_from_slice(&9i64.to_be_bytes());
+        v1.extend_from_slice(&1i16.to_be_bytes());
+        v1.extend_from_slice(&1_234i64.to_be_bytes());
+        v1.push(1);
+        for v in [0i32, 4] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [10i64, 14, 1_234] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&v1[6..]);
+        v1[2..6].copy_from_slice(&crc.to_be_bytes());
+        let path = snapshot_path(dir.path(), 20);
+        std::fs::write(&path, &v1).map_err(|e| Error::io(&path, e))?;
+        let (loaded, at) = ProducerState::load(dir.path(), 20, i64::MAX)?;
+        assert_eq!(at, Some(20));
+        let e = loaded
+            .entry(9)
+            .copied()
+            .ok_or(Error::InvalidBatch(crate::BatchError::Empty))?;
+        assert_eq!(
+            (e.epoch, e.last_sequence(), e.last_timestamp),
+            (1, 4, 1_234)
+        );
+        assert_eq!(e.current_txn_first_offset(), None);
+        assert_eq!(e.coordinator_epoch(), -1);
+        assert_eq!(loaded.first_ongoing_offset(), None);
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! One segment of a partition's log: the `.log` file of record batches plus its offset and time
-//! indexes, as Kafka's `LogSegment`.
+//! indexes and its aborted-transaction index (`.txnindex`, see `txn_index`), as Kafka's
+//! `LogSegment`.
 
 use std::fs::File;
 use std::io::{IoSlice, Read};
@@ -11,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::offset_index::{OffsetIndex, OffsetPosition, OFFSET_ENTRY_BYTES};
 use crate::segment_file::{DataFile, DataFileReader, SegmentFile, Storage};
 use crate::time_index::{TimeIndex, TIME_ENTRY_BYTES};
+use crate::txn_index::{AbortedTxn, TxnIndex, TXN_INDEX_SUFFIX};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -81,6 +83,11 @@ pub(crate) struct Segment {
     next_offset: i64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    /// Transactions aborted by a marker in this segment.
+    txn_index: TxnIndex,
+    /// True when opening found the transaction index damaged and cut it: its entries must be
+    /// rebuilt by replaying the log from before this segment.
+    txn_index_cut: bool,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
     bytes_since_last_index_entry: u64,
@@ -126,6 +133,8 @@ impl Segment {
         let index_max_bytes = if create { sizing.index_max_bytes } else { 0 };
         let mut offset_index = OffsetIndex::open(&index_path, base_offset, index_max_bytes)?;
         let mut time_index = TimeIndex::open(&time_path, base_offset, index_max_bytes)?;
+        let txn_path = dir.join(file_name(base_offset, TXN_INDEX_SUFFIX));
+        let (txn_index, txn_index_cut) = TxnIndex::open(&txn_path, base_offset, create)?;
         if create {
             // Stale indexes of such a file would read as entries (a preallocated one as a full
             // index of zeros).
@@ -144,6 +153,8 @@ impl Segment {
             next_offset: base_offset,
             offset_index,
             time_index,
+            txn_index,
+            txn_index_cut,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             bytes_since_last_index_entry: 0,
@@ -270,6 +281,7 @@ impl Segment {
         self.bytes_since_last_index_entry = since;
         self.max_timestamp = max_ts;
         self.offset_of_max_timestamp = max_ts_off;
+        self.txn_index.truncate_from(self.next_offset)?;
         Ok(())
     }
 
@@ -376,6 +388,8 @@ impl Segment {
         }
         self.size = pos;
         self.next_offset = if batches == 0 { self.base_offset } else { next };
+        // Entries for markers that were cut off go with them.
+        self.txn_index.truncate_from(self.next_offset)?;
         self.seek_end()?;
         Ok(SegmentRecovery {
             valid_bytes: pos,
@@ -592,13 +606,51 @@ impl Segment {
             .map_err(|e| Error::io(&self.log_path, e))
     }
 
+    /// Transactions aborted by a marker in this segment, in marker order.
+    pub(crate) fn aborted_txns(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Indexes a transaction whose abort marker this segment holds.
+    pub(crate) fn append_aborted_txn(&mut self, t: AbortedTxn) -> Result<()> {
+        self.txn_index.append(t)
+    }
+
+    /// Drops the aborted-transaction entries whose marker is at or past `offset`.
+    pub(crate) fn truncate_txn_index(&mut self, offset: i64) -> Result<usize> {
+        self.txn_index.truncate_from(offset)
+    }
+
+    /// fsyncs the transaction index if it changed since the last sync.
+    pub(crate) fn sync_txn_index(&mut self) -> Result<()> {
+        self.txn_index.sync()
+    }
+
+    /// Whether opening found the transaction index damaged (and cut it).
+    pub(crate) fn txn_index_was_cut(&self) -> bool {
+        self.txn_index_cut
+    }
+
     /// Removes the segment's files (the caller syncs the directory).
     pub(crate) fn delete_files(self) -> Result<()> {
-        let paths = [
+        self.remove_files(true)
+    }
+
+    /// Removes the segment's data and offset/time indexes but keeps its transaction index: the
+    /// cleaner's swap, whose cleaned segment keeps every marker and so the same entries.
+    pub(crate) fn delete_files_keeping_txn_index(self) -> Result<()> {
+        self.remove_files(false)
+    }
+
+    fn remove_files(self, with_txn_index: bool) -> Result<()> {
+        let mut paths = vec![
             self.log_path.clone(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
         ];
+        if with_txn_index {
+            paths.push(self.txn_index.path().to_path_buf());
+        }
         drop(self);
         for p in paths {
             match std::fs::remove_file(&p) {

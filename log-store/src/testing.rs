@@ -111,6 +111,39 @@ pub fn build_batch(
     build_keyed_batch(&recs, timestamp, producer, 0)
 }
 
+/// A transactional batch (attributes `0x10`) of `records` from `producer` = `(producer_id,
+/// epoch, base_sequence)`, as a transactional producer sends it.
+pub fn build_transactional_keyed_batch(
+    records: &[TestRecord],
+    timestamp: i64,
+    producer: (i64, i16, i32),
+) -> Vec<u8> {
+    build_keyed_batch(
+        records,
+        timestamp,
+        Some(producer),
+        crate::batch::attributes::TRANSACTIONAL,
+    )
+}
+
+/// A transactional batch of `n` keyless records of `value_len` bytes each from `producer` =
+/// `(producer_id, epoch, base_sequence)`.
+pub fn build_transactional_batch(
+    n: i32,
+    value_len: usize,
+    timestamp: i64,
+    producer: (i64, i16, i32),
+) -> Vec<u8> {
+    let recs: Vec<TestRecord> = (0..n)
+        .map(|i| TestRecord {
+            key: None,
+            value: Some(vec![b'a' + (i % 26) as u8; value_len]),
+            timestamp_delta: 0,
+        })
+        .collect();
+    build_transactional_keyed_batch(&recs, timestamp, producer)
+}
+
 /// A small seeded generator (SplitMix64) for tests, benchmarks and fault injection: the same
 /// seed gives the same sequence on every platform, with no dependency.
 #[derive(Debug, Clone)]

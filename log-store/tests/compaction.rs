@@ -8,7 +8,7 @@ use log_store::batch::{attributes, declared_batch_bytes, validate_batch, BatchHe
 use log_store::cleaner::{Cleaner, CleanerConfig};
 use log_store::records::{parse_records, records_body};
 use log_store::testing::{build_compressed_batch, build_keyed_batch, TestRecord};
-use log_store::{AppendOptions, CleanupPolicy, Log, LogConfig, TopicPartition};
+use log_store::{AppendOptions, CleanupPolicy, Log, LogConfig, MarkerType, TopicPartition};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -404,13 +404,17 @@ fn control_batches_are_kept_whole() -> TestResult {
     let data = [rec(Some("k"), Some("v1"))];
     appended.append_bytes(&mut log, &build_keyed_batch(&data, T0, pid, txn), &data, T0)?;
     // A commit marker: key (version 0, type 1), as Kafka writes it.
-    let marker = [TestRecord {
-        key: Some(vec![0, 0, 0, 1]),
-        value: Some(vec![0, 0, 0, 0, 0, 0]),
-        timestamp_delta: 0,
-    }];
-    let marker_batch = build_keyed_batch(&marker, T0, pid, txn | attributes::CONTROL);
-    let marker_offset = appended.append_bytes(&mut log, &marker_batch, &marker, T0)?;
+    let opts = AppendOptions {
+        leader_epoch: 0,
+        now_ms: T0,
+    };
+    let marker_offset = log
+        .append_marker(7, 0, MarkerType::Commit, 0, opts)?
+        .base_offset;
+    appended.0.insert(
+        marker_offset,
+        ((Some(vec![0, 0, 0, 1]), Some(vec![0, 0, 0, 0, 0, 0])), T0),
+    );
     // A later data record whose key equals the marker's key bytes must not remove it.
     let same_key = [TestRecord {
         key: Some(vec![0, 0, 0, 1]),

@@ -245,6 +245,11 @@ pub enum Input {
     ConsumerHeartbeat(ReplyId, ConsumerHeartbeatRequest),
     /// An append finished: `Err` carries the Kafka error to report.
     Persisted(PersistId, Result<(), i16>),
+    /// TxnOffsetCommit records of this producer's transaction are durable in the shard's
+    /// partition: keep them pending until its marker.
+    TxnOffsets(ReplyId, i64, Vec<super::records::OffsetsRecord>),
+    /// The marker of this producer's transaction is durable (true: commit).
+    TxnMarker(ReplyId, i64, bool),
     /// Time passed: fire every timer that is due.
     Tick,
 }
@@ -260,6 +265,8 @@ pub enum Reply {
     DeleteGroups(Vec<(String, i16)>),
     DeleteOffsets(OffsetDeleteResponse),
     ConsumerHeartbeat(ConsumerHeartbeatResponse),
+    /// A transaction input was applied.
+    Done,
 }
 
 /// What the shell must do after a step.

@@ -39,11 +39,12 @@ impl GroupCoordinator {
                 .as_ref()
                 .and_then(|t| t.partitions.get(index as usize))
             {
-                None => Ok(BTreeMap::new()),
+                None => Ok((BTreeMap::new(), BTreeMap::new())),
                 Some(p) => match p.log() {
                     Err(reason) => Err(format!("offsets partition {index} is offline: {reason}")),
                     Ok(log) => match load::replay(log) {
-                        Ok(replay) => {
+                        Ok(mut replay) => {
+                            let pending = std::mem::take(&mut replay.pending_txn);
                             if replay.records > 0 {
                                 tracing::info!(
                                     shard = index,
@@ -52,15 +53,21 @@ impl GroupCoordinator {
                                     "loaded consumer groups"
                                 );
                             }
-                            Ok(replay
-                                .into_groups(now, i64::from(config.consumer_session_timeout_ms)))
+                            Ok((
+                                replay.into_groups(
+                                    now,
+                                    i64::from(config.consumer_session_timeout_ms),
+                                ),
+                                pending,
+                            ))
                         }
                         Err(e) => Err(format!("cannot read offsets partition {index}: {e}")),
                     },
                 },
             };
-            shards.push(groups.map(|groups| {
-                let shard = GroupShard::with_groups(config.clone(), groups, now);
+            shards.push(groups.map(|(groups, pending)| {
+                let mut shard = GroupShard::with_groups(config.clone(), groups, now);
+                shard.pending_txn = pending.into_iter().collect();
                 ShardHandle::spawn(index, shard, Arc::downgrade(broker))
             }));
             if let Some(Err(e)) = shards.last() {
@@ -85,6 +92,28 @@ impl GroupCoordinator {
             Some(Ok(s)) => Ok(s),
             _ => Err(Unavailable),
         }
+    }
+
+    /// The shard of offsets-topic partition `index`.
+    pub fn shard(&self, index: i32) -> Result<&ShardHandle, Unavailable> {
+        match self.shards.get(index as usize) {
+            Some(Ok(s)) => Ok(s),
+            _ => Err(Unavailable),
+        }
+    }
+
+    /// A transaction marker of `producer_id` is durable in offsets partition `index`: its
+    /// TxnOffsetCommit offsets take effect (commit) or are dropped.
+    pub async fn txn_marker(
+        &self,
+        index: i32,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<(), Unavailable> {
+        self.shard(index)?
+            .request(move |id| Input::TxnMarker(id, producer_id, commit))
+            .await
+            .map(|_| ())
     }
 
     /// Every shard that is serving.

@@ -8,7 +8,7 @@ use std::sync::RwLock;
 use log_store::Log;
 
 use super::classic::ClassicGroup;
-use super::records::{decode_batches, GroupValue, OffsetValue, OffsetsRecord};
+use super::records::{decode_entries, Entry, GroupValue, OffsetValue, OffsetsRecord};
 
 /// Bytes read per step of the replay.
 const LOAD_READ_BYTES: usize = 4 << 20;
@@ -19,11 +19,37 @@ pub(super) struct Replay {
     metadata: BTreeMap<String, GroupValue>,
     consumer: BTreeMap<String, Box<super::consumer::ConsumerGroup>>,
     offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
+    /// TxnOffsetCommit records whose transaction has no marker yet, by producer id: the
+    /// transaction coordinator's recovery completes them.
+    pub(super) pending_txn: BTreeMap<i64, Vec<OffsetsRecord>>,
     pub(super) records: u64,
     pub(super) bad_records: u64,
 }
 
 impl Replay {
+    /// Applies one entry in log order: transactional records wait for their marker.
+    pub(super) fn apply_entry(&mut self, entry: Entry) {
+        match entry {
+            Entry::Record {
+                producer_id: Some(pid),
+                record,
+                ..
+            } => self.pending_txn.entry(pid).or_default().push(record),
+            Entry::Record { record, .. } => self.apply(record),
+            Entry::Marker {
+                producer_id,
+                commit,
+            } => {
+                let pending = self.pending_txn.remove(&producer_id).unwrap_or_default();
+                if commit {
+                    for r in pending {
+                        self.apply(r);
+                    }
+                }
+            }
+        }
+    }
+
     pub(super) fn apply(&mut self, record: OffsetsRecord) {
         self.records += 1;
         match record {
@@ -124,13 +150,13 @@ pub(super) fn replay(log: &RwLock<Log>) -> Result<Replay, log_store::Error> {
         };
         let bytes = region.to_vec()?;
         let mut bad = 0u64;
-        let (records, next) = decode_batches(&bytes, |at, e| {
+        let (entries, next) = decode_entries(&bytes, |at, e| {
             bad += 1;
             tracing::warn!(offset = at, error = %e, "skipping an undecodable offsets-topic record");
         })?;
         replay.bad_records += bad;
-        for (_, r) in records {
-            replay.apply(r);
+        for e in entries {
+            replay.apply_entry(e);
         }
         match next {
             Some(n) if n > offset => offset = n,

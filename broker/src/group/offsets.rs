@@ -126,6 +126,42 @@ impl GroupShard {
         );
     }
 
+    /// TxnOffsetCommit v3+ (KIP-447): the consumer's member id and generation are checked as
+    /// an OffsetCommit's are, so that a zombie member's transaction cannot commit offsets.
+    /// `None`: accepted (also for groups this shard does not know: a transactional producer
+    /// may commit for a group that has no members).
+    pub fn check_txn_commit_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Option<E> {
+        let g = self.groups.get(group_id)?;
+        if let Some(c) = g.consumer.as_deref() {
+            return match c.members.get(member_id) {
+                None => Some(E::UnknownMemberId),
+                Some(m) if m.member_epoch != generation => Some(E::IllegalGeneration),
+                Some(_) => None,
+            };
+        }
+        if g.is(GroupState::Dead) {
+            return Some(E::CoordinatorNotAvailable);
+        }
+        if g.members.is_empty() {
+            return None;
+        }
+        if g.is_static_member_fenced(instance, member_id) {
+            Some(E::FencedInstanceId)
+        } else if !g.members.contains_key(member_id) {
+            Some(E::UnknownMemberId)
+        } else if generation != g.generation_id {
+            Some(E::IllegalGeneration)
+        } else {
+            None
+        }
+    }
+
     /// The committed offsets of `group_id`: of the requested partitions, or of every
     /// partition when `topics` is `None`.
     pub fn committed(

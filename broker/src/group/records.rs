@@ -376,25 +376,36 @@ fn decode_group_value(v: &[u8]) -> Result<GroupValue, RecordError> {
 /// One uncompressed v2 record batch holding `records`, timestamped `now_ms`, for the append
 /// path (which assigns offsets).
 pub fn encode_batch(records: &[OffsetsRecord], now_ms: i64) -> Result<Bytes, String> {
+    encode_batch_as(records, now_ms, None)
+}
+
+/// As [`encode_batch`], as part of the transaction of `(producer_id, producer_epoch)` when
+/// given (TxnOffsetCommit: a transactional batch, no sequence, as Kafka writes it).
+pub fn encode_batch_as(
+    records: &[OffsetsRecord],
+    now_ms: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes, String> {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let (key, value) = r.encode();
             Record {
-                transactional: false,
+                transactional: producer.is_some(),
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 // The encoder starts a new batch unless `offset - sequence` stays the same;
-                // this keeps one batch whose base sequence is -1 (no producer id), as Kafka
+                // this keeps one batch whose base sequence is -1 (no sequence), as Kafka
                 // writes its own records.
                 sequence: i as i32 - 1,
                 timestamp: now_ms,
@@ -417,17 +428,27 @@ pub fn encode_batch(records: &[OffsetsRecord], now_ms: i64) -> Result<Bytes, Str
     Ok(buf.freeze())
 }
 
-/// Records with their offsets, and the offset after the last whole batch.
-pub type Decoded = (Vec<(i64, OffsetsRecord)>, Option<i64>);
+/// One entry of the offsets topic as a replay sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// A record; `producer_id` is set when it belongs to a transaction (TxnOffsetCommit), and
+    /// takes effect only when that producer's commit marker follows.
+    Record {
+        offset: i64,
+        producer_id: Option<i64>,
+        record: OffsetsRecord,
+    },
+    /// A transaction marker of `producer_id`.
+    Marker { producer_id: i64, commit: bool },
+}
 
-/// Every record of the whole batches in `bytes` (as the log stores them), with its offset,
-/// and the offset after the last whole batch (`None`: no whole batch). Control batches are
-/// skipped. Undecodable records are reported to `bad` and skipped, so that one damaged record
-/// does not lose a whole coordinator.
-pub fn decode_batches(
+/// Every entry of the whole batches in `bytes` (as the log stores them), and the offset after
+/// the last whole batch (`None`: no whole batch). Undecodable records are reported to `bad`
+/// and skipped, so that one damaged record does not lose a whole coordinator.
+pub fn decode_entries(
     bytes: &[u8],
     mut bad: impl FnMut(i64, RecordError),
-) -> Result<Decoded, log_store::Error> {
+) -> Result<(Vec<Entry>, Option<i64>), log_store::Error> {
     let mut out = Vec::new();
     let mut next_offset = None;
     let mut pos = 0usize;
@@ -441,11 +462,27 @@ pub fn decode_batches(
         let header = log_store::batch::validate_batch(batch)?;
         pos += len;
         next_offset = Some(header.next_offset());
+        let body = log_store::records::records_body(batch)?;
+        let records = log_store::records::parse_records(&body, header.records_count)?;
         if header.is_control() {
+            // Control record key: version i16, type i16 (0 abort, 1 commit).
+            let kind = records
+                .first()
+                .and_then(|r| r.key.clone())
+                .map(|k| &body[k])
+                .filter(|k| k.len() >= 4)
+                .map(|k| i16::from_be_bytes([k[2], k[3]]));
+            match kind {
+                Some(t @ (0 | 1)) => out.push(Entry::Marker {
+                    producer_id: header.producer_id,
+                    commit: t == 1,
+                }),
+                _ => bad(header.base_offset, RecordError::NoKey),
+            }
             continue;
         }
-        let body = log_store::records::records_body(batch)?;
-        for r in log_store::records::parse_records(&body, header.records_count)? {
+        let producer_id = header.is_transactional().then_some(header.producer_id);
+        for r in records {
             let offset = header.base_offset + r.offset_delta;
             let Some(key) = r.key.clone().map(|k| &body[k]) else {
                 bad(offset, RecordError::NoKey);
@@ -453,13 +490,38 @@ pub fn decode_batches(
             };
             let value = r.value.clone().map(|v| &body[v]);
             match OffsetsRecord::decode(key, value) {
-                Ok(Some(rec)) => out.push((offset, rec)),
+                Ok(Some(record)) => out.push(Entry::Record {
+                    offset,
+                    producer_id,
+                    record,
+                }),
                 Ok(None) => {}
                 Err(e) => bad(offset, e),
             }
         }
     }
     Ok((out, next_offset))
+}
+
+/// Records with their offsets, and the offset after the last whole batch.
+pub type Decoded = (Vec<(i64, OffsetsRecord)>, Option<i64>);
+
+/// Every record of the whole batches in `bytes` (as the log stores them), with its offset,
+/// and the offset after the last whole batch (`None`: no whole batch), ignoring transactions
+/// (control batches are skipped, transactional records are returned like the others).
+pub fn decode_batches(
+    bytes: &[u8],
+    bad: impl FnMut(i64, RecordError),
+) -> Result<Decoded, log_store::Error> {
+    let (entries, next) = decode_entries(bytes, bad)?;
+    let records = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Record { offset, record, .. } => Some((offset, record)),
+            Entry::Marker { .. } => None,
+        })
+        .collect();
+    Ok((records, next))
 }
 
 #[cfg(test)]

@@ -133,6 +133,9 @@ pub struct GroupShard {
     pub(super) groups: BTreeMap<String, ClassicGroup>,
     pub(super) io: Outbox,
     timer_rebuild_at: usize,
+    /// Offsets of TxnOffsetCommits whose transaction is not complete, by producer id: they
+    /// take effect on the commit marker and are dropped on abort.
+    pub pending_txn: std::collections::HashMap<i64, Vec<OffsetsRecord>>,
 }
 
 impl GroupShard {
@@ -157,6 +160,7 @@ impl GroupShard {
                 next_persist_id: 0,
             },
             timer_rebuild_at: TIMER_QUEUE_REBUILD_MIN,
+            pending_txn: Default::default(),
         };
         shard.rebuild_timers();
         let first = now_ms.saturating_add(shard.config.offsets_retention_check_interval_ms);
@@ -176,6 +180,17 @@ impl GroupShard {
             Input::DeleteOffsets(reply, req) => self.delete_offsets(now_ms, reply, req),
             Input::ConsumerHeartbeat(reply, req) => self.consumer_heartbeat(now_ms, reply, req),
             Input::Persisted(id, result) => self.persisted(now_ms, id, result),
+            Input::TxnOffsets(reply, producer_id, records) => {
+                self.pending_txn
+                    .entry(producer_id)
+                    .or_default()
+                    .extend(records);
+                self.io.reply(reply, Reply::Done);
+            }
+            Input::TxnMarker(reply, producer_id, commit) => {
+                self.complete_txn(now_ms, producer_id, commit);
+                self.io.reply(reply, Reply::Done);
+            }
             Input::Tick => self.fire_timers(now_ms),
         }
         if self.io.timers.len() > self.timer_rebuild_at {
@@ -183,6 +198,48 @@ impl GroupShard {
             self.timer_rebuild_at = TIMER_QUEUE_REBUILD_MIN.max(self.io.timers.len() * 4);
         }
         std::mem::take(&mut self.io.effects)
+    }
+
+    /// A transaction marker of `producer_id` is durable in this shard's partition: its
+    /// pending offsets take effect (commit) or are dropped (abort), as a replay would do.
+    fn complete_txn(&mut self, now: i64, producer_id: i64, commit: bool) {
+        let Some(records) = self.pending_txn.remove(&producer_id) else {
+            return;
+        };
+        if !commit {
+            return;
+        }
+        for r in records {
+            if let OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } = r
+            {
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| ClassicGroup::new(&group, now));
+                match value {
+                    Some(v) => {
+                        g.offsets.insert((topic, partition), v);
+                    }
+                    None => {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a transaction that is not complete holds an offset of `group_id` for the
+    /// partition (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn.values().flatten().any(|r| {
+            matches!(r, OffsetsRecord::Offset { group, topic: t, partition: p, .. }
+                if group == group_id && t == topic && *p == partition)
+        })
     }
 
     /// When the next timer is due; the shell sends [`Input::Tick`] then.

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
@@ -32,8 +34,11 @@ struct Want {
 struct Got {
     error: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Option<Bytes>,
+    /// read_committed: the aborted transactions the returned batches may hold.
+    aborted: Vec<log_store::AbortedTxn>,
 }
 
 fn top_level_error(code: ResponseError) -> FetchResponse {
@@ -101,6 +106,7 @@ fn read_partitions(
     wants: &[Want],
     max_bytes: usize,
     by_id: bool,
+    read_committed: bool,
 ) -> (Vec<Got>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
@@ -113,8 +119,10 @@ fn read_partitions(
         let err = |code: i16| Got {
             error: code,
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             records: None,
+            aborted: Vec::new(),
         };
         let Some(partition) = broker.partition(&w.topic, w.partition) else {
             out.push(err(missing.code()));
@@ -137,11 +145,26 @@ fn read_partitions(
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            let hw = guard.high_watermark();
-            guard.read(w.fetch_offset, budget, hw, total == 0)
+            // read_committed stops at the last stable offset and gets the aborted
+            // transactions of what it reads, so the client can drop their records.
+            let upper = if read_committed {
+                guard.last_stable_offset()
+            } else {
+                guard.high_watermark()
+            };
+            guard
+                .read(w.fetch_offset, budget, upper, total == 0)
+                .map(|info| {
+                    let aborted = if read_committed && info.region.is_some() {
+                        guard.aborted_transactions(w.fetch_offset, upper)
+                    } else {
+                        Vec::new()
+                    };
+                    (info, aborted)
+                })
         };
         match read {
-            Ok(info) => {
+            Ok((info, aborted)) => {
                 let records = match info.region {
                     Some(region) if budget > 0 || total == 0 => {
                         let mut buf = Vec::with_capacity(region.len() as usize);
@@ -162,23 +185,31 @@ fn read_partitions(
                 out.push(Got {
                     error: 0,
                     high_watermark: info.high_watermark,
+                    last_stable_offset: info.last_stable_offset,
                     log_start_offset: info.log_start_offset,
                     records,
+                    aborted,
                 });
             }
             Err(e) => {
-                let (hw, start) = {
+                let (hw, lso, start) = {
                     let g = match log.read() {
                         Ok(g) => g,
                         Err(p) => p.into_inner(),
                     };
-                    (g.high_watermark(), g.log_start_offset())
+                    (
+                        g.high_watermark(),
+                        g.last_stable_offset(),
+                        g.log_start_offset(),
+                    )
                 };
                 out.push(Got {
                     error: log_error_code(&e),
                     high_watermark: hw,
+                    last_stable_offset: lso,
                     log_start_offset: start,
                     records: None,
+                    aborted: Vec::new(),
                 });
             }
         }
@@ -270,20 +301,23 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appended = broker.appended.subscribe();
     let wants = Arc::new(wants);
+    // isolation_level exists from v4, the oldest version served.
+    let read_committed = req.isolation_level == 1;
     let got = loop {
         appended.borrow_and_update();
         let b = Arc::clone(broker);
         let w = Arc::clone(&wants);
-        let (got, total) =
-            match tokio::task::spawn_blocking(move || read_partitions(&b, &w, max_bytes, by_id))
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "fetch read task failed");
-                    return top_level_error(ResponseError::UnknownServerError);
-                }
-            };
+        let (got, total) = match tokio::task::spawn_blocking(move || {
+            read_partitions(&b, &w, max_bytes, by_id, read_committed)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "fetch read task failed");
+                return top_level_error(ResponseError::UnknownServerError);
+            }
+        };
         let has_error = got.iter().any(|g| g.error != 0);
         if total >= min_bytes
             || has_error
@@ -335,17 +369,22 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             .with_partition_index(w.partition)
             .with_error_code(g.error)
             .with_high_watermark(g.high_watermark)
-            .with_last_stable_offset(g.high_watermark)
+            .with_last_stable_offset(g.last_stable_offset)
             .with_log_start_offset(if ctx.version >= 5 {
                 g.log_start_offset
             } else {
                 -1
             })
-            .with_aborted_transactions(if req.isolation_level == 1 {
-                Some(Vec::new())
-            } else {
-                None
-            })
+            .with_aborted_transactions(read_committed.then(|| {
+                g.aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            }))
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
             // Kafka always sends a (possibly empty) record set, never null; clients reject null.
             .with_records(Some(g.records.unwrap_or_default()));

@@ -1,6 +1,6 @@
 //! FindCoordinator (v0-6): this broker coordinates every group (key type 0), creating
-//! `__consumer_offsets` on first use; v4+ answers a batch of keys. Transaction coordinators
-//! (key type 1) are not available yet.
+//! `__consumer_offsets` on first use, and every transactional id (key type 1), creating
+//! `__transaction_state` on first use; v4+ answers a batch of keys.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -28,10 +28,20 @@ async fn lookup(ctx: &Ctx<'_>, key_type: i8) -> Result<(), (ResponseError, Strin
                 )
             })
         }
-        KEY_TYPE_TRANSACTION => Err((
-            ResponseError::CoordinatorNotAvailable,
-            "transactions are not supported by this broker yet".into(),
-        )),
+        KEY_TYPE_TRANSACTION => {
+            let Some(txns) = ctx.broker.txns() else {
+                return Err((
+                    ResponseError::CoordinatorNotAvailable,
+                    "the transaction coordinator is not running".into(),
+                ));
+            };
+            txns.ensure_topic(ctx.broker).await.map_err(|_| {
+                (
+                    ResponseError::CoordinatorNotAvailable,
+                    "the transaction state topic could not be created".into(),
+                )
+            })
+        }
         other => Err((
             ResponseError::InvalidRequest,
             format!("unknown coordinator key type {other}"),

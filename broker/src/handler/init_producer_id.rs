@@ -1,17 +1,10 @@
-//! InitProducerId (v0-5) for idempotent producers: a new producer id from the broker's
-//! persisted block allocator ([`crate::producer_ids`]), epoch 0.
+//! InitProducerId (v0-5). Without a transactional id: a new idempotent producer id from the
+//! broker's persisted block allocator ([`crate::producer_ids`]), epoch 0; a KIP-360 re-init
+//! (v3+, after OUT_OF_ORDER_SEQUENCE_NUMBER or an expired batch) also gets a new id with
+//! epoch 0, as Kafka answers a producer without a transactional id.
 //!
-//! A re-init that presents its current producer id and epoch (KIP-360, v3+, sent after an
-//! `OUT_OF_ORDER_SEQUENCE_NUMBER` or an expired batch) gets a new producer id with epoch 0, as
-//! Kafka's `TransactionCoordinator.handleInitProducerId` answers a producer without a
-//! transactional id: the old id's sequence state is simply abandoned. Only a transaction
-//! coordinator keeps per-producer state from which an epoch could be bumped safely.
-//!
-//! Transactions are not built yet. A request with a `transactional.id` is answered with
-//! `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`, as transactional Produce requests are: a fatal
-//! error in the Java client, librdkafka and kafka-python, so a transactional producer fails at
-//! `init_transactions` instead of retrying forever or losing its guarantees. (Clients usually
-//! stop earlier: FindCoordinator for a transaction answers `COORDINATOR_NOT_AVAILABLE`.)
+//! With a transactional id, the transaction coordinator answers: the id's producer id with
+//! its epoch bumped, after aborting the previous instance's ongoing transaction (fencing it).
 
 use std::sync::Arc;
 
@@ -28,23 +21,39 @@ fn response(error: Option<ResponseError>, producer_id: i64, epoch: i16) -> InitP
 }
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let r = if req.transactional_id.is_some() {
-        response(
-            Some(ResponseError::TransactionalIdAuthorizationFailed),
-            -1,
-            -1,
-        )
-    } else {
-        let broker = Arc::clone(ctx.broker);
-        match tokio::task::spawn_blocking(move || broker.producer_ids.generate()).await {
-            Ok(Ok(id)) => response(None, id, 0),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot allocate a producer id");
-                response(Some(ResponseError::CoordinatorNotAvailable), -1, -1)
+    let r = match req.transactional_id.as_ref().map(|t| t.0.to_string()) {
+        Some(id) => match ctx.broker.txns() {
+            None => response(Some(ResponseError::CoordinatorNotAvailable), -1, -1),
+            Some(txns) => {
+                let expected =
+                    (ctx.version >= 3).then_some((req.producer_id.0, req.producer_epoch));
+                match txns
+                    .init_producer_id(
+                        ctx.broker,
+                        &id,
+                        req.transaction_timeout_ms,
+                        expected,
+                        ctx.version >= 4,
+                    )
+                    .await
+                {
+                    Ok((pid, epoch)) => response(None, pid, epoch),
+                    Err(e) => response(Some(e), -1, -1),
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "producer id allocation panicked");
-                response(Some(ResponseError::UnknownServerError), -1, -1)
+        },
+        None => {
+            let broker = Arc::clone(ctx.broker);
+            match tokio::task::spawn_blocking(move || broker.producer_ids.generate()).await {
+                Ok(Ok(id)) => response(None, id, 0),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot allocate a producer id");
+                    response(Some(ResponseError::CoordinatorNotAvailable), -1, -1)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "producer id allocation panicked");
+                    response(Some(ResponseError::UnknownServerError), -1, -1)
+                }
             }
         }
     };

@@ -1,5 +1,6 @@
 //! ListOffsets (v1-v8): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), by
-//! time.
+//! time. With isolation_level=read_committed (v2+), latest is the last stable offset and no
+//! offset at or past it is returned, as Kafka does.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -25,6 +26,7 @@ fn spec(timestamp: i64) -> Option<OffsetSpec> {
 pub(super) async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let broker = std::sync::Arc::clone(ctx.broker);
     let version = ctx.version;
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = tokio::task::spawn_blocking(move || {
         req.topics
             .into_iter()
@@ -55,9 +57,20 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffset
                         let Ok(log) = partition.log() else {
                             return resp.with_error_code(ResponseError::KafkaStorageError.code());
                         };
-                        let found = match log.read() {
-                            Ok(g) => g.lookup_offset(spec),
-                            Err(p) => p.into_inner().lookup_offset(spec),
+                        let found = {
+                            let g = log.read().unwrap_or_else(|p| p.into_inner());
+                            if read_committed {
+                                let lso = g.last_stable_offset();
+                                match spec {
+                                    OffsetSpec::Latest => Ok(Some((lso, -1))),
+                                    OffsetSpec::Earliest => g.lookup_offset(spec),
+                                    _ => g
+                                        .lookup_offset(spec)
+                                        .map(|f| f.filter(|(offset, _)| *offset < lso)),
+                                }
+                            } else {
+                                g.lookup_offset(spec)
+                            }
                         };
                         match found {
                             Ok(Some((offset, ts))) => resp

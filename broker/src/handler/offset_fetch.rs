@@ -1,7 +1,9 @@
 //! OffsetFetch (v1-9): committed offsets of the named partitions, or of all (topics null,
 //! v2+); v8+ asks for several groups at once. A partition with no commit gets offset -1. v9: a
 //! member of a consumer-protocol group is checked by member id and epoch (UNKNOWN_MEMBER_ID,
-//! STALE_MEMBER_EPOCH), as Kafka's `validateOffsetFetch`.
+//! STALE_MEMBER_EPOCH), as Kafka's `validateOffsetFetch`. v7+ with `require_stable`: a
+//! partition whose offset a transaction is still committing answers UNSTABLE_OFFSET_COMMIT
+//! (retriable), so a read_committed consumer never starts from an offset that may be aborted.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -19,6 +21,7 @@ async fn fetch(
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
     member: Option<(String, i32)>,
+    require_stable: bool,
 ) -> Result<Vec<TopicOffsets>, ResponseError> {
     let Some(coordinator) = ctx.broker.groups() else {
         return Err(ResponseError::CoordinatorNotAvailable);
@@ -31,10 +34,46 @@ async fn fetch(
                     return Err(e);
                 }
             }
-            Ok(shard.committed(&id, topics.as_deref()))
+            let mut found = shard.committed(&id, topics.as_deref());
+            if require_stable && !shard.pending_txn.is_empty() {
+                for (topic, parts) in &mut found {
+                    for (p, o) in parts.iter_mut() {
+                        if shard.has_pending_txn_offset(&id, topic, *p) {
+                            *o = Some(unstable());
+                        }
+                    }
+                }
+            }
+            Ok(found)
         })
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+}
+
+/// Stands for UNSTABLE_OFFSET_COMMIT in a fetched offset (an offset below -1 is never stored).
+const UNSTABLE: i64 = i64::MIN;
+
+fn unstable() -> crate::group::records::OffsetValue {
+    crate::group::records::OffsetValue {
+        offset: UNSTABLE,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: -1,
+    }
+}
+
+/// `(offset, leader_epoch, metadata, error)` of one fetched partition.
+fn answer(o: Option<crate::group::records::OffsetValue>) -> (i64, i32, String, i16) {
+    match o {
+        Some(o) if o.offset == UNSTABLE => (
+            -1,
+            -1,
+            String::new(),
+            ResponseError::UnstableOffsetCommit.code(),
+        ),
+        Some(o) => (o.offset, o.leader_epoch, o.metadata, 0),
+        None => (-1, -1, String::new(), 0),
+    }
 }
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
@@ -53,7 +92,15 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                 (id, g.member_epoch)
             });
             groups.push(
-                match fetch(ctx, g.group_id.0.to_string(), topics, member).await {
+                match fetch(
+                    ctx,
+                    g.group_id.0.to_string(),
+                    topics,
+                    member,
+                    req.require_stable,
+                )
+                .await
+                {
                     Ok(found) => group.with_topics(
                         found
                             .into_iter()
@@ -64,17 +111,14 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                                         parts
                                             .into_iter()
                                             .map(|(p, o)| {
-                                                let (offset, epoch, meta) = match o {
-                                                    Some(o) => {
-                                                        (o.offset, o.leader_epoch, o.metadata)
-                                                    }
-                                                    None => (-1, -1, String::new()),
-                                                };
+                                                let (offset, epoch, meta, error) = answer(o);
+                                                ctx.broker.metrics.error(ctx.api, error);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
                                                     .with_metadata(Some(sb(meta)))
+                                                    .with_error_code(error)
                                             })
                                             .collect(),
                                     )
@@ -96,7 +140,15 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let result = fetch(ctx, group_id.0.to_string(), requested.clone(), None).await;
+    let require_stable = v >= 7 && req.require_stable;
+    let result = fetch(
+        ctx,
+        group_id.0.to_string(),
+        requested.clone(),
+        None,
+        require_stable,
+    )
+    .await;
     let (found, error) = match result {
         Ok(found) => (found, 0),
         Err(e) => {
@@ -121,16 +173,14 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                     parts
                         .into_iter()
                         .map(|(p, o)| {
-                            let (offset, epoch, meta) = match o {
-                                Some(o) => (o.offset, o.leader_epoch, o.metadata),
-                                None => (-1, -1, String::new()),
-                            };
+                            let (offset, epoch, meta, error) = answer(o);
+                            ctx.broker.metrics.error(ctx.api, error);
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(if v >= 5 { epoch } else { -1 })
                                 .with_metadata(Some(sb(meta)))
-                                .with_error_code(partition_error)
+                                .with_error_code(if error != 0 { error } else { partition_error })
                         })
                         .collect(),
                 )

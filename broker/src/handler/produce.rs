@@ -1,5 +1,6 @@
 //! Produce (v3-v11): acks 0/1/all, per-partition errors, batches validated by the log and stored
-//! as received.
+//! as received. A transactional batch is accepted only for a partition of its producer's
+//! ongoing transaction (the check Kafka 3.6+ does with `transaction.partition.verification`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -8,6 +9,14 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::Ctx;
 use crate::error::log_error_code;
 use crate::partition::PendingAppend;
+use crate::txn::coordinator::TxnWriteGuard;
+
+/// The header of the first batch when it is a transactional data batch (a request carries
+/// one batch per partition since Produce v3).
+fn transactional_header(records: &[u8]) -> Option<log_store::batch::BatchHeader> {
+    let h = log_store::batch::BatchHeader::parse(records).ok()?;
+    (h.is_transactional() && !h.is_control()).then_some(h)
+}
 
 enum Slot {
     Done(PartitionProduceResponse),
@@ -72,9 +81,15 @@ fn error_partition(index: i32, code: i16) -> PartitionProduceResponse {
 pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
-    // Transactions are not supported yet: a transactional produce is refused the way Kafka
-    // refuses an unauthorised transactional id, so clients fail loudly instead of silently
-    // losing their guarantees.
+    let transactional_id = req
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .filter(|t| !t.is_empty());
+    // A transactional request holds its transaction's read lock until every append is done,
+    // so the transaction cannot complete (and write its markers) in between. Taken once per
+    // request, at its first transactional batch.
+    let mut txn: Option<(i64, i16, Result<TxnWriteGuard, ResponseError>)> = None;
     // Queue every partition's append first, then wait: partitions append concurrently, each
     // on its own actor, and acks=all rounds share fsyncs.
     let mut queued = Vec::with_capacity(req.topic_data.len());
@@ -90,14 +105,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<Produce
                 )));
                 continue;
             }
-            if req.transactional_id.is_some() {
-                slots.push(Slot::Done(error_partition(
-                    index,
-                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                )));
-                continue;
-            }
-            if name == crate::group::OFFSETS_TOPIC {
+            if name == crate::group::OFFSETS_TOPIC || name == crate::txn::TRANSACTION_STATE_TOPIC {
                 // As Kafka: only the group coordinator writes its internal topic.
                 slots.push(Slot::Done(error_partition(
                     index,
@@ -119,6 +127,39 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<Produce
                 )));
                 continue;
             };
+            if let Some(h) = transactional_header(&records) {
+                let refused = match (&transactional_id, ctx.broker.txns()) {
+                    (None, _) => Some(ResponseError::InvalidTxnState),
+                    (Some(_), None) => Some(ResponseError::CoordinatorNotAvailable),
+                    (Some(id), Some(txns)) => {
+                        if txn.is_none() {
+                            let guard = txns
+                                .begin_write(id, h.producer_id, h.producer_epoch, false)
+                                .await;
+                            txn = Some((h.producer_id, h.producer_epoch, guard));
+                        }
+                        match &txn {
+                            Some((pid, epoch, Ok(guard))) => {
+                                if (*pid, *epoch) != (h.producer_id, h.producer_epoch) {
+                                    Some(ResponseError::InvalidProducerEpoch)
+                                } else if !guard.includes(&name, index) {
+                                    // Not added with AddPartitionsToTxn: writing it could
+                                    // leave a transaction no marker ever ends.
+                                    Some(ResponseError::InvalidTxnState)
+                                } else {
+                                    None
+                                }
+                            }
+                            Some((_, _, Err(e))) => Some(*e),
+                            None => Some(ResponseError::UnknownServerError),
+                        }
+                    }
+                };
+                if let Some(e) = refused {
+                    slots.push(Slot::Done(error_partition(index, e.code())));
+                    continue;
+                }
+            }
             slots.push(match partition.submit(records, acks == -1).await {
                 Ok(pending) => Slot::Pending(index, pending),
                 Err(e) => Slot::Done(from_result(ctx.version, index, Err(e))),
@@ -148,6 +189,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<Produce
             ctx.broker.metrics.error(ctx.api, p.error_code);
         }
     }
+    drop(txn);
     if acks == 0 {
         return None;
     }

@@ -1,0 +1,64 @@
+//! DescribeProducers (v0): the active producers of partitions, from each log's producer
+//! state: epoch, last sequence and timestamp, coordinator epoch, and the first offset of the
+//! producer's ongoing transaction (-1: none).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+
+use super::{sb, Ctx};
+
+fn partition(ctx: &Ctx<'_>, topic: &str, index: i32) -> PartitionResponse {
+    let r = PartitionResponse::default().with_partition_index(index);
+    let Some(p) = ctx.broker.partition(topic, index) else {
+        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    };
+    let log = match p.log() {
+        Ok(log) => log,
+        Err(reason) => {
+            return r
+                .with_error_code(ResponseError::KafkaStorageError.code())
+                .with_error_message(Some(sb(reason)))
+        }
+    };
+    let log = log.read().unwrap_or_else(|p| p.into_inner());
+    let mut producers: Vec<ProducerState> = log
+        .producer_state()
+        .iter()
+        .map(|(pid, e)| {
+            ProducerState::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(i32::from(e.epoch))
+                .with_last_sequence(e.last_sequence())
+                .with_last_timestamp(e.last_timestamp)
+                .with_coordinator_epoch(e.coordinator_epoch())
+                .with_current_txn_start_offset(e.current_txn_first_offset().unwrap_or(-1))
+        })
+        .collect();
+    producers.sort_by_key(|p| p.producer_id.0);
+    r.with_active_producers(producers)
+}
+
+pub(super) fn handle(ctx: &Ctx<'_>, req: DescribeProducersRequest) -> DescribeProducersResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|i| {
+                    let r = partition(ctx, &t.name.0, *i);
+                    ctx.broker.metrics.error(ctx.api, r.error_code);
+                    r
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}
