@@ -1,5 +1,5 @@
-//! The admin HTTP listener: Prometheus `/metrics` and `/health`. Later features mount their
-//! admin endpoints here.
+//! The admin HTTP listener: Prometheus `/metrics`, `/health`, and the transforms API
+//! (`/v1/transforms`, see [`crate::transform::http`]).
 
 use std::sync::Arc;
 
@@ -73,6 +73,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .merge(crate::transform::http::routes())
         .with_state(broker)
 }
 

@@ -41,4 +41,5 @@ pub mod producer_ids;
 pub mod server;
 pub mod state;
 pub mod topic;
+pub mod transform;
 pub mod txn;

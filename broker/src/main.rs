@@ -139,6 +139,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Completes what a crash left unfinished, then aborts timed-out transactions.
         tasks.spawn(Arc::clone(txns).run(Arc::clone(&broker), shutdown.clone()));
     }
+    // Stored transforms resume once the coordinators are up.
+    broker.start_transforms(shutdown.clone()).await;
     let kafka = tokio::spawn(server::run(Arc::clone(&broker), listener, shutdown.clone()));
     tracing::info!(
         kafka = %bound,

@@ -44,6 +44,8 @@ pub struct Broker {
     groups: OnceLock<GroupCoordinator>,
     /// The transaction coordinator; set at the end of [`Broker::open`], after the groups.
     txns: OnceLock<Arc<crate::txn::TransactionCoordinator>>,
+    /// The transform runtime; set by the server's start-up (see `main`).
+    transforms: OnceLock<Arc<crate::transform::TransformManager>>,
     /// Idempotent producer ids (InitProducerId), unique across restarts.
     pub producer_ids: ProducerIdManager,
     /// Held for the broker's lifetime: a second broker on this data dir is refused.
@@ -121,6 +123,7 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             groups: OnceLock::new(),
             txns: OnceLock::new(),
+            transforms: OnceLock::new(),
             _lock: lock,
             config,
         });
@@ -136,6 +139,19 @@ impl Broker {
             .txns
             .set(Arc::new(crate::txn::TransactionCoordinator::open(&broker)));
         Ok(broker)
+    }
+
+    /// The transform runtime, once started.
+    pub fn transforms(&self) -> Option<&Arc<crate::transform::TransformManager>> {
+        self.transforms.get()
+    }
+
+    /// Starts the transform runtime: resumes the stored transforms. Once per broker.
+    pub async fn start_transforms(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let m = Arc::new(crate::transform::TransformManager::new(shutdown));
+        if self.transforms.set(Arc::clone(&m)).is_ok() {
+            m.resume_all(self).await;
+        }
     }
 
     /// The transaction coordinator (set by [`Broker::open`]).

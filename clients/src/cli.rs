@@ -20,6 +20,7 @@ pub mod produce;
 mod progress;
 pub mod template;
 pub mod topic;
+pub mod transform;
 pub mod txn;
 
 pub use bench::BenchCommand;
@@ -27,6 +28,7 @@ pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
 pub use produce::ProduceArgs;
 pub use topic::TopicCommand;
+pub use transform::TransformCommand;
 pub use txn::TxnCommand;
 
 /// Client commands: topic administration, producing, consuming and load generation against
@@ -63,6 +65,10 @@ pub enum Command {
     /// Transactions: list transactional ids and describe one (state, producer, partitions).
     #[command(subcommand)]
     Txn(TxnCommand),
+    /// In-broker transforms (through the broker's admin HTTP API): deploy a YAML spec, list,
+    /// describe, pause, resume, delete.
+    #[command(subcommand)]
+    Transform(TransformCommand),
 }
 
 /// Where and how to connect; every subcommand takes these.
@@ -105,6 +111,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Group(cmd) => group::run(cmd).await,
         Command::Txn(cmd) => txn::run(cmd).await,
+        Command::Transform(cmd) => transform::run(cmd).await,
     }
 }
 

@@ -110,6 +110,15 @@ pub(crate) enum ControlRecord {
     Malformed(&'static str),
 }
 
+/// The end-transaction marker a whole control batch holds, when it is a readable one (what a
+/// read_committed reader needs to leave an aborted transaction).
+pub fn marker_type(batch: &[u8]) -> Option<MarkerType> {
+    match parse_control_batch(batch) {
+        ControlRecord::Marker { marker, .. } => Some(marker),
+        _ => None,
+    }
+}
+
 /// Reads the control record of a whole control batch (`batch` is the batch's bytes). Never
 /// panics on any input.
 pub(crate) fn parse_control_batch(batch: &[u8]) -> ControlRecord {

@@ -65,7 +65,7 @@ pub use crate::cleaner::{CleanReport, Cleaner, CleanerConfig};
 pub use crate::config::{
     CleanupPolicy, CompressionType, LogConfig, TimestampType, LOG_CONFIG_NAMES,
 };
-pub use crate::control::MarkerType;
+pub use crate::control::{marker_type, MarkerType};
 pub use crate::error::{BatchError, Error, Result};
 pub use crate::leader_epoch::EpochEntry;
 pub use crate::log::{

@@ -11,9 +11,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::{sb, Ctx};
-use crate::group::api::{Input, Reply};
-use crate::group::records::{encode_batch_as, OffsetValue, OffsetsRecord};
-use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::group::records::{OffsetValue, OffsetsRecord};
 use crate::state::now_ms;
 
 /// The whole request's outcome: every valid partition shares it.
@@ -22,82 +20,22 @@ async fn commit(
     req: &TxnOffsetCommitRequest,
     records: Vec<OffsetsRecord>,
 ) -> Result<(), ResponseError> {
-    let txns = ctx
-        .broker
-        .txns()
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let groups = ctx
-        .broker
-        .groups()
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let group_id = req.group_id.0.to_string();
-    if group_id.is_empty() {
-        return Err(ResponseError::InvalidGroupId);
-    }
-    let knows_fenced = ctx.version >= 3;
-    let guard = txns
-        .begin_write(
-            &req.transactional_id.0,
-            req.producer_id.0,
-            req.producer_epoch,
-            knows_fenced,
-        )
-        .await?;
-    let index = partition_for(&group_id, groups.shard_count());
-    if !guard.includes(OFFSETS_TOPIC, index) {
-        // AddOffsetsToTxn was not called for this group.
-        return Err(ResponseError::InvalidTxnState);
-    }
-    if ctx.version >= 3 && req.generation_id >= 0 {
-        let (member, generation) = (req.member_id.to_string(), req.generation_id);
-        let instance = req.group_instance_id.as_ref().map(|i| i.to_string());
-        let id = group_id.clone();
-        let refused = groups
-            .query(&group_id, move |shard, _| {
-                shard.check_txn_commit_member(&id, &member, instance.as_deref(), generation)
-            })
-            .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        if let Some(e) = refused {
-            return Err(e);
-        }
-    }
-    if records.is_empty() {
-        return Ok(());
-    }
-    let batch = encode_batch_as(
-        &records,
-        now_ms(),
-        Some((req.producer_id.0, req.producer_epoch)),
+    let member =
+        (ctx.version >= 3 && req.generation_id >= 0).then(|| crate::txn::offsets::Member {
+            member_id: req.member_id.to_string(),
+            instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+            generation_id: req.generation_id,
+        });
+    crate::txn::offsets::commit(
+        ctx.broker,
+        &req.transactional_id.0,
+        (req.producer_id.0, req.producer_epoch),
+        &req.group_id.0,
+        member,
+        records,
+        ctx.version >= 3,
     )
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot encode transactional offsets");
-        ResponseError::UnknownServerError
-    })?;
-    let partition = ctx
-        .broker
-        .partition(OFFSETS_TOPIC, index)
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let pending = partition
-        .submit(batch, true)
-        .await
-        .map_err(|e| crate::error::log_error(&e))?;
-    pending
-        .wait()
-        .await
-        .map_err(|e| crate::error::log_error(&e))?;
-    let pid = req.producer_id.0;
-    match groups
-        .shard(index)
-        .map_err(|_| ResponseError::CoordinatorNotAvailable)?
-        .request(move |id| Input::TxnOffsets(id, pid, records))
-        .await
-    {
-        Ok(Reply::Done) => Ok(()),
-        _ => Err(ResponseError::CoordinatorNotAvailable),
-    }
-    // `guard` is dropped here: the transaction may complete only after the offsets are
-    // pending in the shard.
+    .await
 }
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod coordinator;
+pub mod offsets;
 pub mod records;
 
 pub use config::TxnConfig;

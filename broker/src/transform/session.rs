@@ -1,0 +1,296 @@
+//! One task's exactly-once session: a transactional id of its own, and a commit that writes the
+//! task's outputs, its state changes (changelog) and its input offset in one transaction,
+//! through the same coordinator, partition actors and group shards that Kafka clients use.
+//! Nothing crosses the network.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use crate::group::records::{OffsetValue, OffsetsRecord};
+use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::state::{now_ms, Broker};
+
+/// One record to write.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Records to write by topic and partition, in order.
+pub type Outputs = BTreeMap<(String, i32), Vec<Outgoing>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0:?}")]
+    Kafka(ResponseError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<ResponseError> for SessionError {
+    fn from(e: ResponseError) -> Self {
+        SessionError::Kafka(e)
+    }
+}
+
+pub struct Session {
+    broker: Arc<Broker>,
+    transactional_id: String,
+    producer: (i64, i16),
+    group: String,
+}
+
+/// Transactions of a task time out (and are aborted) after this long without a commit.
+const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
+
+impl Session {
+    /// Registers the transactional id (bumping its epoch: whatever an earlier incarnation of
+    /// the task left open is aborted and that incarnation is fenced).
+    pub async fn open(
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        group: &str,
+    ) -> Result<Session, SessionError> {
+        let txns = broker
+            .txns()
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let producer = txns
+            .init_producer_id(broker, transactional_id, TRANSACTION_TIMEOUT_MS, None, true)
+            .await?;
+        Ok(Session {
+            broker: Arc::clone(broker),
+            transactional_id: transactional_id.to_string(),
+            producer,
+            group: group.to_string(),
+        })
+    }
+
+    /// Commits `outputs` and the input positions `offsets` (topic, partition, next offset to
+    /// read) atomically.
+    pub async fn commit(
+        &mut self,
+        outputs: &Outputs,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), SessionError> {
+        let broker = &self.broker;
+        let txns = broker
+            .txns()
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let groups = broker
+            .groups()
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        groups.ensure_topic(broker).await?;
+        let mut partitions: Vec<(String, i32)> = outputs
+            .iter()
+            .filter(|(_, recs)| !recs.is_empty())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        partitions.push((
+            OFFSETS_TOPIC.to_string(),
+            partition_for(&self.group, groups.shard_count()),
+        ));
+        let id = self.transactional_id.clone();
+        txns.add_partitions(
+            broker,
+            &id,
+            self.producer.0,
+            self.producer.1,
+            &partitions,
+            true,
+        )
+        .await?;
+        // Appends are queued on every partition first, then awaited; the markers' fsyncs make
+        // them durable, so they need none of their own.
+        let mut pending = Vec::new();
+        for ((topic, p), recs) in outputs {
+            if recs.is_empty() {
+                continue;
+            }
+            let partition = broker
+                .partition(topic, *p)
+                .ok_or_else(|| SessionError::Other(format!("{topic}-{p} does not exist")))?;
+            let batch = encode(recs, Some(self.producer)).map_err(SessionError::Other)?;
+            let queued = partition
+                .submit(batch, false)
+                .await
+                .map_err(|e| SessionError::Other(e.to_string()))?;
+            pending.push(queued);
+        }
+        for p in pending {
+            p.wait()
+                .await
+                .map_err(|e| SessionError::Other(e.to_string()))?;
+        }
+        let now = now_ms();
+        let records = offsets
+            .iter()
+            .map(|(topic, partition, offset)| OffsetsRecord::Offset {
+                group: self.group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                value: Some(OffsetValue {
+                    offset: *offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_timestamp_ms: now,
+                }),
+            })
+            .collect();
+        crate::txn::offsets::commit(broker, &id, self.producer, &self.group, None, records, true)
+            .await?;
+        txns.end_txn(broker, &id, self.producer.0, self.producer.1, true, true)
+            .await?;
+        Ok(())
+    }
+}
+
+/// One batch of `recs`, transactional for `producer` when given (no sequence numbers: the
+/// broker writes its own batches once and never retries them over a network).
+fn encode(recs: &[Outgoing], producer: Option<(i64, i16)>) -> Result<Bytes, String> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    let records: Vec<Record> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: producer.is_some(),
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // Keeps one batch with base sequence -1 (the encoder splits batches when
+            // `offset - sequence` changes).
+            sequence: i as i32 - 1,
+            timestamp: r.timestamp,
+            key: r.key.clone().map(Bytes::from),
+            value: r.value.clone().map(Bytes::from),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        kafka_protocol::protocol::StrBytes::from_string(k.clone()),
+                        v.clone().map(Bytes::from),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+/// The committed input offset of `group` for a partition (None: nothing committed).
+pub async fn committed_offset(
+    broker: &Arc<Broker>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, SessionError> {
+    let groups = broker
+        .groups()
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let (g, t) = (group.to_string(), topic.to_string());
+    let found = groups
+        .query(group, move |shard, _| {
+            if shard.has_pending_txn_offset(&g, &t, partition) {
+                return Err(ResponseError::UnstableOffsetCommit);
+            }
+            let c = shard.committed(&g, Some(&[(t.clone(), vec![partition])]));
+            Ok(c.first()
+                .and_then(|(_, ps)| ps.first())
+                .and_then(|(_, v)| v.as_ref())
+                .map(|v| v.offset))
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)??;
+    Ok(found)
+}
+
+/// At-least-once mode: writes `outputs` as plain batches, durably.
+pub async fn write_plain(broker: &Arc<Broker>, outputs: &Outputs) -> Result<(), SessionError> {
+    let mut pending = Vec::new();
+    for ((topic, p), recs) in outputs {
+        if recs.is_empty() {
+            continue;
+        }
+        let partition = broker
+            .partition(topic, *p)
+            .ok_or_else(|| SessionError::Other(format!("{topic}-{p} does not exist")))?;
+        let batch = encode(recs, None).map_err(SessionError::Other)?;
+        pending.push(
+            partition
+                .submit(batch, true)
+                .await
+                .map_err(|e| SessionError::Other(e.to_string()))?,
+        );
+    }
+    for p in pending {
+        p.wait()
+            .await
+            .map_err(|e| SessionError::Other(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// At-least-once mode: commits input positions with a plain OffsetCommit of `group`.
+pub async fn commit_plain(
+    broker: &Arc<Broker>,
+    group: &str,
+    offsets: &[(String, i32, i64)],
+) -> Result<(), SessionError> {
+    use crate::group::api::{CommitPartition, CommitRequest, Input, Reply};
+    let groups = broker
+        .groups()
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    groups.ensure_topic(broker).await?;
+    let req = CommitRequest {
+        group_id: group.to_string(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        api_version: 8,
+        partitions: offsets
+            .iter()
+            .map(|(t, p, o)| CommitPartition {
+                topic: t.clone(),
+                partition: *p,
+                offset: *o,
+                leader_epoch: -1,
+                metadata: String::new(),
+            })
+            .collect(),
+    };
+    match groups
+        .request(group, move |id| Input::Commit(id, req))
+        .await
+    {
+        Ok(Reply::Commit(results)) => match results.iter().find(|(_, _, code)| *code != 0) {
+            None => Ok(()),
+            Some((t, p, code)) => Err(SessionError::Other(format!(
+                "offset commit of {t}-{p} failed with error {code}"
+            ))),
+        },
+        _ => Err(ResponseError::CoordinatorNotAvailable.into()),
+    }
+}

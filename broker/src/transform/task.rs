@@ -1,0 +1,498 @@
+//! One task: one stage of one transform on one partition of the topic the stage reads.
+//!
+//! A task opens its [`Session`] (fencing any earlier incarnation and aborting what it left
+//! open), rebuilds its state from its changelog partition (read_committed, so only committed
+//! state), finds its committed input offset in the transform's consumer group, and then loops:
+//! read committed records from the local log, run them through the operators, and every
+//! `commit.interval.ms` commit the outputs, the state changes and the next input offset in one
+//! transaction. Any failure drops the task's uncommitted work and starts it over from the last
+//! commit: the output of a committed transaction is exactly what the operators produce from
+//! the committed state and input, so a crash at any instant changes nothing in the committed
+//! output.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use operators::{OutRecord, Output, Side, StageSpec, StageTask, TransformSpec};
+use sluice_clients::records::ConsumerRecord;
+use tokio_util::sync::CancellationToken;
+
+use super::reader::PartitionReader;
+use super::session::{commit_plain, committed_offset, write_plain, Outgoing, Outputs, Session};
+use crate::state::{now_ms, Broker};
+
+/// The header of the watermark records a stage that repartitions broadcasts to every partition
+/// of its repartition topic: value `<upstream partition>:<event time ms>`. The next stage's
+/// watermark is the smallest of its upstream partitions' (as Flink combines input channels), so
+/// records of a slower upstream partition are not late because a faster one ran ahead.
+pub const WATERMARK_HEADER: &str = "__sluice-watermark";
+
+/// Changelog keys the runtime owns (the upstream watermarks of a stage), next to the
+/// operators' own entries: a 0xFF tag the operators never use, then `wm/<partition>`.
+const RUNTIME_KEY_TAG: u8 = 0xFF;
+
+fn upstream_key(partition: i32) -> Vec<u8> {
+    let mut k = vec![RUNTIME_KEY_TAG];
+    k.extend_from_slice(format!("wm/{partition}").as_bytes());
+    k
+}
+
+fn parse_watermark(value: &[u8]) -> Option<(i32, i64)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (p, ts) = text.split_once(':')?;
+    Some((p.parse().ok()?, ts.parse().ok()?))
+}
+
+/// The event-time progress of the partitions upstream of a stage.
+#[derive(Debug, Default)]
+struct Upstream {
+    partitions: usize,
+    seen: std::collections::BTreeMap<i32, i64>,
+    applied: i64,
+}
+
+impl Upstream {
+    /// The combined watermark, once every upstream partition has reported one.
+    fn combined(&self) -> Option<i64> {
+        if self.partitions == 0 || self.seen.len() < self.partitions {
+            return None;
+        }
+        self.seen.values().min().copied()
+    }
+}
+
+/// Bytes read from the log per poll.
+const POLL_BYTES: usize = 1 << 20;
+/// A commit is forced when this many output records are waiting.
+const MAX_PENDING_RECORDS: usize = 50_000;
+
+/// What a task shows in `describe` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct TaskStatus {
+    pub stage: usize,
+    pub partition: i32,
+    pub input_topic: String,
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub commits: AtomicU64,
+    /// The next input offset committed.
+    pub committed_offset: AtomicI64,
+    /// The input's last stable offset when last read.
+    pub input_end: AtomicI64,
+    pub state_entries: AtomicU64,
+    pub last_commit_ms: AtomicI64,
+    pub restarts: AtomicU64,
+    /// Why the task stopped or last failed.
+    pub error: Mutex<Option<String>>,
+}
+
+impl TaskStatus {
+    pub fn lag(&self) -> i64 {
+        (self.input_end.load(Ordering::Relaxed) - self.committed_offset.load(Ordering::Relaxed))
+            .max(0)
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+}
+
+/// The consumer group holding a transform's input offsets.
+pub fn group_id(transform: &str) -> String {
+    format!("__sluice-transform-{transform}")
+}
+
+fn transactional_id(transform: &str, stage: usize, partition: i32) -> String {
+    format!("__sluice-transform-{transform}-{stage}-{partition}")
+}
+
+fn to_record(r: ConsumerRecord) -> operators::Record {
+    operators::Record {
+        key: r.key.map(|k| k.to_vec()),
+        value: r.value.map(|v| v.to_vec()),
+        headers: r
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|v| v.to_vec())))
+            .collect(),
+        timestamp: r.timestamp_ms,
+        partition: r.partition,
+        offset: r.offset,
+    }
+}
+
+/// Why a run of the task ended.
+enum Ended {
+    Cancelled,
+    /// The spec's `on_error: stop`: the task stays stopped with this error.
+    Stopped(String),
+    /// Anything else: retried after a pause.
+    Failed(String),
+}
+
+/// Runs the task until cancelled or stopped by a record error.
+pub async fn run(
+    broker: Arc<Broker>,
+    spec: Arc<TransformSpec>,
+    stage: StageSpec,
+    partition: i32,
+    status: Arc<TaskStatus>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match run_once(&broker, &spec, &stage, partition, &status, &cancel).await {
+            Ended::Cancelled => return,
+            Ended::Stopped(e) => {
+                tracing::error!(transform = %spec.name, stage = stage.index, partition, error = %e, "transform task stopped");
+                status.set_error(Some(format!("stopped: {e}")));
+                return;
+            }
+            Ended::Failed(e) => {
+                tracing::warn!(transform = %spec.name, stage = stage.index, partition, error = %e, "transform task restarts");
+                status.set_error(Some(e));
+                status.restarts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Reads a partition from `offset` to its last stable offset, in blocking chunks.
+async fn read_chunk(
+    broker: &Arc<Broker>,
+    reader: PartitionReader,
+) -> Result<(PartitionReader, super::reader::Polled), String> {
+    let b = Arc::clone(broker);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let polled = reader.poll(&b, POLL_BYTES)?;
+        Ok((reader, polled))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+fn partition_of(broker: &Broker, out: &OutRecord, fallback: i32) -> Result<i32, String> {
+    if let Some(p) = out.partition {
+        return Ok(p);
+    }
+    let topic = broker
+        .topic(&out.topic)
+        .ok_or_else(|| format!("output topic {} does not exist", out.topic))?;
+    let n = topic.partitions.len().max(1) as u32;
+    Ok(match &out.key {
+        Some(k) => sluice_clients::partitioner::partition_for_key(k, n),
+        None => fallback.rem_euclid(n as i32),
+    })
+}
+
+async fn run_once(
+    broker: &Arc<Broker>,
+    spec: &Arc<TransformSpec>,
+    stage: &StageSpec,
+    partition: i32,
+    status: &Arc<TaskStatus>,
+    cancel: &CancellationToken,
+) -> Ended {
+    let group = group_id(&spec.name);
+    let id = transactional_id(&spec.name, stage.index, partition);
+    let mut session = match Session::open(broker, &id, &group).await {
+        Ok(s) => s,
+        Err(e) => return Ended::Failed(format!("cannot open the task's transaction session: {e}")),
+    };
+    let mut task = match StageTask::new(spec, stage.index, partition) {
+        Ok(t) => t,
+        Err(e) => return Ended::Stopped(e.to_string()),
+    };
+    let mut upstream = Upstream::default();
+    if stage.index > 0 {
+        task.set_watermark_from_records(false);
+        // The stage reads a repartition topic that every partition of the previous stage's
+        // input writes to.
+        let prev = spec
+            .stages()
+            .into_iter()
+            .find(|s| s.index + 1 == stage.index);
+        upstream.partitions = prev
+            .and_then(|s| broker.topic(&s.input_topic))
+            .map_or(0, |t| t.partitions.len());
+    }
+    // State: replay the changelog partition (committed entries only).
+    if let Some(changelog) = &stage.changelog_topic {
+        let mut reader = PartitionReader::new(changelog.clone(), partition, 0);
+        loop {
+            let (r, polled) = match read_chunk(broker, reader).await {
+                Ok(x) => x,
+                Err(e) => return Ended::Failed(format!("cannot read {changelog}: {e}")),
+            };
+            reader = r;
+            for rec in &polled.records {
+                let Some(k) = &rec.key else { continue };
+                if k.first() == Some(&RUNTIME_KEY_TAG) {
+                    let upstream_wm = rec.value.as_deref().and_then(parse_watermark);
+                    if let Some((p, ts)) = upstream_wm {
+                        upstream.seen.insert(p, ts);
+                    }
+                    continue;
+                }
+                if let Err(e) = task.restore(k, rec.value.as_deref()) {
+                    return Ended::Failed(format!("cannot restore state: {e}"));
+                }
+            }
+            if polled.records.is_empty() && reader.offset >= polled.last_stable_offset {
+                break;
+            }
+        }
+    }
+    upstream.applied = upstream.combined().unwrap_or(i64::MIN);
+    let repartition = match &stage.output {
+        operators::StageOutput::Repartition(t) => Some((
+            t.clone(),
+            broker.topic(t).map_or(0, |t| t.partitions.len() as i32),
+        )),
+        operators::StageOutput::Sink => None,
+    };
+    // The largest event time this stage has passed downstream, and what it last broadcast.
+    let (mut high, mut broadcast) = (i64::MIN, i64::MIN);
+    // Tables of stream-table joins: every partition, from the start, kept up to date.
+    let mut tables: Vec<(String, PartitionReader)> = Vec::new();
+    for t in &stage.tables {
+        let count = broker.topic(t).map_or(0, |t| t.partitions.len());
+        for p in 0..count {
+            tables.push((t.clone(), PartitionReader::new(t.clone(), p as i32, 0)));
+        }
+    }
+    let start = match committed_offset(broker, &group, &stage.input_topic, partition).await {
+        Ok(o) => o.unwrap_or(0),
+        Err(e) => return Ended::Failed(format!("cannot read the committed offset: {e}")),
+    };
+    status.committed_offset.store(start, Ordering::Relaxed);
+    status
+        .state_entries
+        .store(task.state_len() as u64, Ordering::Relaxed);
+    status.set_error(None);
+    let mut input = Some(PartitionReader::new(
+        stage.input_topic.clone(),
+        partition,
+        start,
+    ));
+    let mut other = stage
+        .stream_join
+        .as_ref()
+        .map(|s| PartitionReader::new(s.clone(), partition, 0));
+    if let Some(o) = other.as_mut() {
+        match committed_offset(broker, &group, &o.topic, partition).await {
+            Ok(v) => o.offset = v.unwrap_or(0),
+            Err(e) => return Ended::Failed(format!("cannot read the committed offset: {e}")),
+        }
+    }
+    let interval = Duration::from_millis(spec.commit_interval_ms.max(1));
+    let mut appended = broker.appended.subscribe();
+    let mut out = Output::default();
+    let mut outputs: Outputs = Default::default();
+    let mut pending = 0usize;
+    let mut consumed = false;
+    let mut last_commit = tokio::time::Instant::now();
+    loop {
+        if cancel.is_cancelled() {
+            return Ended::Cancelled;
+        }
+        appended.borrow_and_update();
+        // Tables first, so stream records see every table update committed before them.
+        for (name, reader) in tables.iter_mut() {
+            loop {
+                let r = std::mem::replace(reader, PartitionReader::new(name.clone(), 0, 0));
+                match read_chunk(broker, r).await {
+                    Ok((r, polled)) => {
+                        *reader = r;
+                        for rec in &polled.records {
+                            if let Some(k) = &rec.key {
+                                task.table_update(name, k, rec.value.as_deref());
+                            }
+                        }
+                        if polled.records.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(e) => return Ended::Failed(format!("cannot read table {name}: {e}")),
+                }
+            }
+        }
+        let mut got = 0usize;
+        for side in [Side::Left, Side::Right] {
+            let slot = match side {
+                Side::Left => &mut input,
+                Side::Right => &mut other,
+            };
+            let Some(reader) = slot.take() else { continue };
+            let before = reader.offset;
+            let (reader, polled) = match read_chunk(broker, reader).await {
+                Ok(x) => x,
+                Err(e) => return Ended::Failed(format!("cannot read the input: {e}")),
+            };
+            if side == Side::Left {
+                status
+                    .input_end
+                    .store(polled.last_stable_offset, Ordering::Relaxed);
+            }
+            // Markers and aborted records move the position too: commit it, or the lag
+            // would never reach 0.
+            consumed |= reader.offset > before;
+            *slot = Some(reader);
+            got += polled.records.len();
+            for rec in polled.records {
+                if stage.index > 0 && side == Side::Left {
+                    let wm = rec
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k == WATERMARK_HEADER)
+                        .map(|(_, v)| v.as_deref().and_then(parse_watermark));
+                    if let Some(wm) = wm {
+                        let Some((p, ts)) = wm else {
+                            return Ended::Failed("malformed watermark record".into());
+                        };
+                        let e = upstream.seen.entry(p).or_insert(i64::MIN);
+                        if ts > *e {
+                            *e = ts;
+                            out.changelog
+                                .push((upstream_key(p), Some(format!("{p}:{ts}").into_bytes())));
+                        }
+                        if let Some(combined) = upstream.combined() {
+                            if combined > upstream.applied {
+                                upstream.applied = combined;
+                                if let Err(e) = task.advance_watermark(combined, &mut out) {
+                                    return Ended::Stopped(format!("watermark {combined}: {e}"));
+                                }
+                            }
+                        }
+                        consumed = true;
+                        continue;
+                    }
+                }
+                if spec.input.time.is_none() {
+                    high = high.max(rec.timestamp_ms);
+                }
+                let rec = to_record(rec);
+                if let Err(e) = task.process(side, &rec, &mut out) {
+                    return Ended::Stopped(format!(
+                        "record {}-{}@{}: {e}",
+                        stage.input_topic, rec.partition, rec.offset
+                    ));
+                }
+                consumed = true;
+            }
+        }
+        status.records_in.fetch_add(got as u64, Ordering::Relaxed);
+        if let Some((topic, count)) = &repartition {
+            for r in &out.records {
+                if &r.topic == topic {
+                    high = high.max(r.timestamp);
+                }
+            }
+            if high > broadcast {
+                broadcast = high;
+                for q in 0..*count {
+                    out.records.push(OutRecord {
+                        topic: topic.clone(),
+                        key: None,
+                        value: None,
+                        timestamp: high,
+                        headers: vec![(
+                            WATERMARK_HEADER.to_string(),
+                            Some(format!("{partition}:{high}").into_bytes()),
+                        )],
+                        partition: Some(q),
+                    });
+                }
+            }
+        }
+        for r in out.records.drain(..) {
+            let p = match partition_of(broker, &r, partition) {
+                Ok(p) => p,
+                Err(e) => return Ended::Failed(e),
+            };
+            outputs.entry((r.topic, p)).or_default().push(Outgoing {
+                key: r.key,
+                value: r.value,
+                timestamp: r.timestamp,
+                headers: r.headers,
+            });
+            pending += 1;
+        }
+        if let Some(changelog) = &stage.changelog_topic {
+            let now = now_ms();
+            for (k, v) in out.changelog.drain(..) {
+                outputs
+                    .entry((changelog.clone(), partition))
+                    .or_default()
+                    .push(Outgoing {
+                        key: Some(k),
+                        value: v,
+                        timestamp: now,
+                        headers: Vec::new(),
+                    });
+            }
+        } else {
+            out.changelog.clear();
+        }
+        if !spec.exactly_once && !outputs.is_empty() {
+            // At-least-once: outputs go out as they are produced; offsets follow each interval.
+            if let Err(e) = write_plain(broker, &outputs).await {
+                return Ended::Failed(format!("write failed: {e}"));
+            }
+            status
+                .records_out
+                .fetch_add(pending as u64, Ordering::Relaxed);
+            outputs.clear();
+            pending = 0;
+        }
+        let due = last_commit.elapsed() >= interval || pending >= MAX_PENDING_RECORDS;
+        if consumed && due {
+            let mut offsets = Vec::with_capacity(2);
+            for r in [&input, &other].into_iter().flatten() {
+                offsets.push((r.topic.clone(), partition, r.offset));
+            }
+            let committed = if spec.exactly_once {
+                session.commit(&outputs, &offsets).await
+            } else {
+                commit_plain(broker, &group, &offsets).await
+            };
+            if let Err(e) = committed {
+                return Ended::Failed(format!("commit failed: {e}"));
+            }
+            status.commits.fetch_add(1, Ordering::Relaxed);
+            status
+                .records_out
+                .fetch_add(pending as u64, Ordering::Relaxed);
+            if let Some(r) = &input {
+                status.committed_offset.store(r.offset, Ordering::Relaxed);
+            }
+            status
+                .state_entries
+                .store(task.state_len() as u64, Ordering::Relaxed);
+            status.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+            outputs.clear();
+            pending = 0;
+            consumed = false;
+            last_commit = tokio::time::Instant::now();
+        }
+        if got == 0 {
+            let wait = if consumed {
+                interval.saturating_sub(last_commit.elapsed())
+            } else {
+                interval.max(Duration::from_millis(500))
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ended::Cancelled,
+                _ = appended.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}

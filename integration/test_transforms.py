@@ -1,0 +1,261 @@
+"""In-broker transforms end to end: `sluice transform deploy` of the issue's word count, fed by
+confluent-kafka, read back with read_committed consumers, while the broker is SIGKILLed and
+restarted. The windowed counts must equal an oracle computed here, exactly: no gap, no
+duplicate. Reading the same topics read_uncommitted is the negative control: it sees the
+output of transactions the crashes aborted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import sluice_bin, wait_until
+
+WORD_COUNT = """\
+name: {name}
+input: {{ topic: {input}, format: text }}        # text | json | bytes; event time = record timestamp,
+                                              # or `time: <expression>` on a json field
+steps:
+  - flat_map: 'ascii_downcase | [scan("[a-z]+")] | .[]'
+  - key_by: '.'
+  - window: {{ tumbling: 10s, grace: 2s }}      # tumbling | hopping {{size, advance}} | session {{gap}}
+  - aggregate: count                          # count | sum | min | max | avg: '<expr>'
+output: {{ topic: {output}, format: json, emit: final }}   # final (on window close) | changes
+"""
+
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+         "november oscar papa quebec romeo sierra tango").split()
+BASE_TS = 1_700_000_000_000
+WINDOW_MS = 10_000
+
+
+def cli(broker, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([str(sluice_bin()), *args], capture_output=True, text=True, timeout=60,
+                          check=check)
+
+
+def admin_url(broker) -> str:
+    return f"http://{broker.admin}"
+
+
+def create_topic(broker, name: str, partitions: int, config: dict | None = None):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic(name, partitions, config=config or {})])[name].result(30)
+
+
+def corpus(lines_per_partition: int, partitions: int, seed: int):
+    """(partition, timestamp, line) in produce order: per partition, timestamps grow by a
+    random 0-900 ms step, so windows fill from every partition."""
+    rng = random.Random(seed)
+    out = []
+    for p in range(partitions):
+        ts = BASE_TS
+        for _ in range(lines_per_partition):
+            ts += rng.randrange(0, 900)
+            words = [rng.choice(WORDS).upper() if rng.random() < 0.2 else rng.choice(WORDS)
+                     for _ in range(rng.randrange(1, 8))]
+            out.append((p, ts, " ".join(words) + rng.choice(["", ".", "!", " 42"])))
+    return out
+
+
+def oracle(rows) -> Counter:
+    """(word, window_start) -> count, for every line of the corpus."""
+    counts: Counter = Counter()
+    for _p, ts, line in rows:
+        for w in re.findall("[a-z]+", line.lower()):
+            counts[(w, ts - ts % WINDOW_MS)] += 1
+    return counts
+
+
+def produce(broker, topic: str, rows, partitions: int, end_ts: int, spread_s: float = 0.0):
+    """Produces the corpus (idempotent: broker restarts leave no duplicate), spread over
+    `spread_s` seconds so that a transform is busy for that long."""
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                  "message.timeout.ms": 300000})
+    chunks = 50
+    step = max(1, len(rows) // chunks)
+    for i, (part, ts, line) in enumerate(rows):
+        p.produce(topic, value=line.encode(), partition=part, timestamp=ts)
+        if spread_s and i % step == step - 1:
+            p.poll(0)
+            time.sleep(spread_s / chunks)
+    # One line without words far in the future per partition: every real window closes.
+    for part in range(partitions):
+        p.produce(topic, value=b"-- 0 --", partition=part, timestamp=end_ts)
+    assert p.flush(60) == 0
+
+
+def read_all(broker, topic: str, partitions: int, isolation: str, timeout: float = 60.0):
+    """Every record from the beginning to the end of each partition, as seen with `isolation`."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": isolation, "enable.auto.commit": False,
+                  "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+    out, done = [], set()
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        deadline = time.monotonic() + timeout
+        while len(done) < partitions:
+            assert time.monotonic() < deadline, f"timed out reading {topic}"
+            for m in c.consume(num_messages=1000, timeout=0.3):
+                if m.error():
+                    if m.error().code() == -191:  # _PARTITION_EOF
+                        done.add(m.partition())
+                    continue
+                done.discard(m.partition())
+                out.append((m.key(), m.value()))
+    finally:
+        c.close()
+    return out
+
+
+def windowed_counts(records) -> Counter:
+    """(word, window_start) -> how many times each emitted count was seen, keyed with value."""
+    got: Counter = Counter()
+    for key, value in records:
+        v = json.loads(value)
+        assert key.decode() == v["key"], (key, v)
+        assert v["window_end"] - v["window_start"] == WINDOW_MS, v
+        got[(v["key"], v["window_start"], v["value"])] += 1
+    return got
+
+
+def describe(broker, name: str) -> dict:
+    r = cli(broker, "transform", "describe", name, "--json", "--admin", admin_url(broker))
+    return json.loads(r.stdout)
+
+
+def run_word_count_under_kills(broker, unique_topic, guarantee: str, kills_wanted: int = 5):
+    """Deploys the word count, feeds the corpus over ~12 s while SIGKILLing the broker
+    `kills_wanted` times at random moments, waits for the transform to catch up, and returns
+    (what read_committed shows, what the oracle wants)."""
+    partitions, name = 3, f"wc-{uuid.uuid4().hex[:6]}"
+    src, dst = unique_topic("lines"), unique_topic("word-counts")
+    create_topic(broker, src, partitions)
+    rows = corpus(lines_per_partition=1500, partitions=partitions, seed=7)
+    end_ts = max(ts for _p, ts, _l in rows) + 10 * WINDOW_MS
+    want = oracle(rows)
+    spec = broker.workdir / f"{name}.yaml"
+    text = WORD_COUNT.format(name=name, input=src, output=dst)
+    if guarantee != "exactly_once":
+        text += f"processing.guarantee: {guarantee}\ncommit.interval.ms: 1000\n"
+    spec.write_text(text)
+    r = cli(broker, "transform", "deploy", str(spec), "--admin", admin_url(broker))
+    assert f"deployed {name}" in r.stdout, r
+    # Rows interleaved across partitions, so every partition's input keeps arriving.
+    feed = sorted(rows, key=lambda r: (r[1], r[0]))
+    feeder = threading.Thread(target=produce, args=(broker, src, feed, partitions, end_ts, 12.0))
+    feeder.start()
+    rng = random.Random(11)
+    kills = 0
+    while kills < kills_wanted:
+        time.sleep(rng.uniform(0.5, 2.0))
+        broker.restart(clean=False)
+        kills += 1
+    feeder.join(timeout=300)
+    assert not feeder.is_alive(), "the producer did not finish"
+
+    def caught_up():
+        d = describe(broker, name)
+        return d["lag"] == 0 and all(t["lag"] == 0 for t in d["tasks"])
+    wait_until(caught_up, timeout=240, what="the word count to catch up")
+    # Windows close as the watermark passes; give the last commit a moment.
+    expected = len(want)
+    wait_until(lambda: len(read_all(broker, dst, partitions, "read_committed")) >= expected,
+               timeout=60, what=f"{expected} windows")
+    d = describe(broker, name)
+    assert d["state"] == "running" and d["lag"] == 0, d
+    committed = windowed_counts(read_all(broker, dst, partitions, "read_committed"))
+    want_emitted = Counter({(w, start, n): 1 for (w, start), n in want.items()})
+    return committed, want_emitted, kills
+
+
+def test_word_count_survives_sigkills_exactly_once(broker, unique_topic):
+    committed, want, kills = run_word_count_under_kills(broker, unique_topic, "exactly_once")
+    missing, extra = want - committed, committed - want
+    assert not missing and not extra, (
+        f"{kills} kills: {len(missing)} missing, {len(extra)} unexpected/duplicated; "
+        f"e.g. missing {list(missing.items())[:5]}, extra {list(extra.items())[:5]}")
+
+
+def test_at_least_once_word_count_is_not_exact_under_kills(broker, unique_topic):
+    """The negative control: the same run with `processing.guarantee: at_least_once` (outputs
+    written as produced, offsets committed each second) repeats work after each kill, and the
+    test sees it. Without this, the exactly-once test could pass by never being stressed."""
+    committed, want, kills = run_word_count_under_kills(broker, unique_topic, "at_least_once")
+    assert committed != want, f"{kills} kills and at-least-once output was still exact"
+    # What differs is repeated work: counts too high or windows emitted again, never less.
+    emitted = Counter()
+    for (w, start, n), times in committed.items():
+        emitted[(w, start)] += times
+    assert all(emitted[(w, s)] >= 1 for (w, s, _n) in want), "at-least-once lost a window"
+
+
+def test_bad_specs_are_refused_with_the_line(broker, unique_topic):
+    src = unique_topic("lines")
+    create_topic(broker, src, 1)
+    bad = broker.workdir / "bad.yaml"
+    bad.write_text(f"name: bad\ninput: {{ topic: {src}, format: text }}\nsteps:\n"
+                   "  - map: '.foo |||'\noutput: { topic: out, format: json }\n")
+    r = cli(broker, "transform", "deploy", str(bad), "--admin", admin_url(broker), check=False)
+    assert r.returncode != 0
+    assert "line 4" in r.stderr, r.stderr
+    bad.write_text(f"name: bad\ninput: {{ topic: {src}, format: text }}\nsteps:\n"
+                   "  - explode: '.'\noutput: { topic: out, format: json }\n")
+    r = cli(broker, "transform", "deploy", str(bad), "--admin", admin_url(broker), check=False)
+    assert r.returncode != 0 and "line 4" in r.stderr, r.stderr
+    bad.write_text("name: bad\ninput: { topic: no-such-topic, format: text }\nsteps:\n"
+                   "  - map: '.'\noutput: { topic: out, format: json }\n")
+    r = cli(broker, "transform", "deploy", str(bad), "--admin", admin_url(broker), check=False)
+    assert r.returncode != 0 and "no-such-topic" in r.stderr, r.stderr
+    r = cli(broker, "transform", "list", "--json", "--admin", admin_url(broker))
+    assert json.loads(r.stdout) == [], "nothing was deployed"
+
+
+def test_map_filter_pause_resume_delete_and_restart(broker, unique_topic):
+    src, dst, name = unique_topic("in"), unique_topic("out"), f"mf-{uuid.uuid4().hex[:6]}"
+    create_topic(broker, src, 2)
+    spec = broker.workdir / "mf.yaml"
+    spec.write_text(f"name: {name}\ninput: {{ topic: {src}, format: json }}\nsteps:\n"
+                    "  - filter: '.n % 2 == 0'\n  - map: '{n: .n, double: (.n * 2)}'\n"
+                    f"output: {{ topic: {dst}, format: json }}\n")
+    cli(broker, "transform", "deploy", str(spec), "--admin", admin_url(broker))
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for n in range(100):
+        p.produce(src, value=json.dumps({"n": n}).encode(), partition=n % 2)
+    assert p.flush(30) == 0
+    wait_until(lambda: len(read_all(broker, dst, 2, "read_committed")) == 50, timeout=60,
+               what="50 outputs")
+    got = sorted(json.loads(v)["n"] for _k, v in read_all(broker, dst, 2, "read_committed"))
+    assert got == list(range(0, 100, 2))
+    assert all(json.loads(v)["double"] == 2 * json.loads(v)["n"]
+               for _k, v in read_all(broker, dst, 2, "read_committed"))
+    cli(broker, "transform", "pause", name, "--admin", admin_url(broker))
+    assert describe(broker, name)["state"] == "paused"
+    for n in range(100, 110):
+        p.produce(src, value=json.dumps({"n": n}).encode(), partition=n % 2)
+    assert p.flush(30) == 0
+    time.sleep(1.0)
+    assert len(read_all(broker, dst, 2, "read_committed")) == 50, "paused transforms do not run"
+    # The definition (and its paused state) survives a crash.
+    broker.restart(clean=False)
+    assert describe(broker, name)["state"] == "paused"
+    cli(broker, "transform", "resume", name, "--admin", admin_url(broker))
+    wait_until(lambda: len(read_all(broker, dst, 2, "read_committed")) == 55, timeout=60,
+               what="55 outputs after resume")
+    out = cli(broker, "transform", "list", "--admin", admin_url(broker)).stdout
+    assert name in out and "running" in out
+    cli(broker, "transform", "delete", name, "--admin", admin_url(broker))
+    r = cli(broker, "transform", "describe", name, "--admin", admin_url(broker), check=False)
+    assert r.returncode != 0 and "does not exist" in r.stderr
+    broker.restart(clean=False)
+    assert json.loads(cli(broker, "transform", "list", "--json", "--admin", admin_url(broker)).stdout) == []
