@@ -43,6 +43,9 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
             .groups
             .set(&snapshot.concat(), |t, p| ends.get(&(t, p)).copied());
     }
+    if let Some(t) = broker.transforms() {
+        broker.metrics.set_transforms(&t.list());
+    }
     let body = broker.metrics.render(&parts);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub txns: IntCounterVec,
     /// Transactions aborted by the coordinator (timeout, or unfinished at start-up).
     pub txn_timeouts: IntCounter,
+    /// Per transform, set at scrape time: `records_in`, `records_out`, `lag`,
+    /// `state_entries`, `commits`, `last_commit_ms`.
+    transforms: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -92,8 +95,16 @@ impl Metrics {
             "sluice_transaction_coordinator_aborts_total",
             "Transactions the coordinator aborted: timed out, or left ongoing by a crash",
         ));
+        let transforms = must(IntGaugeVec::new(
+            Opts::new(
+                "sluice_transform",
+                "In-broker transforms, by name and measure (records_in, records_out, lag, state_entries, commits, last_commit_ms; counters since the broker started)",
+            ),
+            &["transform", "measure"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(transforms.clone()),
             Box::new(txns.clone()),
             Box::new(txn_timeouts.clone()),
             Box::new(errors.clone()),
@@ -125,6 +136,26 @@ impl Metrics {
             groups,
             txns,
             txn_timeouts,
+            transforms,
+        }
+    }
+
+    /// Sets the transform gauges from the runtime's view.
+    pub fn set_transforms(&self, infos: &[crate::transform::TransformInfo]) {
+        self.transforms.reset();
+        for t in infos {
+            for (measure, v) in [
+                ("records_in", t.records_in as i64),
+                ("records_out", t.records_out as i64),
+                ("lag", t.lag),
+                ("state_entries", t.state_entries as i64),
+                ("commits", t.commits as i64),
+                ("last_commit_ms", t.last_commit_ms),
+            ] {
+                self.transforms
+                    .with_label_values(&[t.name.as_str(), measure])
+                    .set(v);
+            }
         }
     }
 
