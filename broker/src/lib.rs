@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod alloc;
 pub mod background;
+pub mod batch;
 pub mod config;
 pub mod connection;
 pub mod error;

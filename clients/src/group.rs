@@ -177,15 +177,27 @@ impl Client {
 
     /// The id of the broker coordinating `group` (FindCoordinator).
     pub async fn find_coordinator(&self, group: &str) -> Result<i32, Error> {
+        self.find_coordinator_of(group, 0, "group").await
+    }
+
+    /// FindCoordinator for `key` of `key_type` (0: group, 1: transactional id; `what` names
+    /// it in errors).
+    pub(crate) async fn find_coordinator_of(
+        &self,
+        key: &str,
+        key_type: i8,
+        what: &str,
+    ) -> Result<i32, Error> {
         let conn = self.any_connection().await?;
         let version = conn.version(ApiKey::FindCoordinator)?;
+        let request = FindCoordinatorRequest::default().with_key_type(key_type);
         let request = if version >= 4 {
-            FindCoordinatorRequest::default().with_coordinator_keys(vec![str_bytes(group)])
+            request.with_coordinator_keys(vec![str_bytes(key)])
         } else {
-            FindCoordinatorRequest::default().with_key(str_bytes(group))
+            request.with_key(str_bytes(key))
         };
         let response = conn.call(request, Duration::ZERO).await?;
-        let context = || format!("find the coordinator of group {group:?}");
+        let context = || format!("find the coordinator of {what} {key:?}");
         let (code, message, node) = if version >= 4 {
             let c = response
                 .coordinators

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    ApiKey, DescribeTransactionsRequest, FindCoordinatorRequest, ListTransactionsRequest,
-    TransactionalId,
+    ApiKey, DescribeTransactionsRequest, ListTransactionsRequest, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -44,39 +43,8 @@ fn str_bytes(s: &str) -> StrBytes {
 impl Client {
     /// The id of the broker coordinating `transactional_id` (FindCoordinator, key type 1).
     pub async fn find_transaction_coordinator(&self, transactional_id: &str) -> Result<i32, Error> {
-        let conn = self.any_connection().await?;
-        let version = conn.version(ApiKey::FindCoordinator)?;
-        let request = FindCoordinatorRequest::default().with_key_type(KEY_TYPE_TRANSACTION);
-        let request = if version >= 4 {
-            request.with_coordinator_keys(vec![str_bytes(transactional_id)])
-        } else {
-            request.with_key(str_bytes(transactional_id))
-        };
-        let response = conn.call(request, Duration::ZERO).await?;
-        let (code, message, node) = if version >= 4 {
-            let c = response
-                .coordinators
-                .first()
-                .ok_or_else(|| Error::InvalidResponse {
-                    addr: conn.addr().to_string(),
-                    reason: "FindCoordinator answered no coordinator".into(),
-                })?;
-            (c.error_code, c.error_message.clone(), c.node_id.0)
-        } else {
-            (
-                response.error_code,
-                response.error_message.clone(),
-                response.node_id.0,
-            )
-        };
-        let context = || format!("find the coordinator of transactional id {transactional_id:?}");
-        if let Some(e) = Error::from_code(context, code, message.as_deref()) {
-            return Err(e);
-        }
-        if !self.brokers().iter().any(|b| b.id == node) {
-            self.refresh_metadata(Some(&[])).await?;
-        }
-        Ok(node)
+        self.find_coordinator_of(transactional_id, KEY_TYPE_TRANSACTION, "transactional id")
+            .await
     }
 
     /// Every transactional id of every broker, sorted; `states` filters by state names

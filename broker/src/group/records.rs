@@ -386,46 +386,19 @@ pub fn encode_batch_as(
     now_ms: i64,
     producer: Option<(i64, i16)>,
 ) -> Result<Bytes, String> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = records
+    let records: Vec<crate::batch::BrokerRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let (key, value) = r.encode();
-            Record {
-                transactional: producer.is_some(),
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch unless `offset - sequence` stays the same;
-                // this keeps one batch whose base sequence is -1 (no sequence), as Kafka
-                // writes its own records.
-                sequence: i as i32 - 1,
-                timestamp: now_ms,
+            crate::batch::BrokerRecord {
                 key: Some(key),
                 value,
-                headers: Default::default(),
+                headers: Vec::new(),
+                timestamp: now_ms,
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    crate::batch::encode(&records, producer)
 }
 
 /// One entry of the offsets topic as a replay sees it.

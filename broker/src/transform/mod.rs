@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use operators::TransformSpec;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -413,35 +413,13 @@ async fn store_definition(
 }
 
 fn encode_definition(name: &str, value: Option<Vec<u8>>) -> Result<Bytes, String> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms(),
+    let record = crate::batch::BrokerRecord {
         key: Some(Bytes::from(name.as_bytes().to_vec())),
         value: value.map(Bytes::from),
-        headers: Default::default(),
+        headers: Vec::new(),
+        timestamp: now_ms(),
     };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        std::slice::from_ref(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    crate::batch::encode(std::slice::from_ref(&record), None)
 }
 
 /// The latest definition per name (blocking read of the definitions partition).

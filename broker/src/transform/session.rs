@@ -6,11 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 
 use crate::group::records::{OffsetValue, OffsetsRecord};
 use crate::group::{partition_for, OFFSETS_TOPIC};
@@ -153,51 +150,22 @@ impl Session {
     }
 }
 
-/// One batch of `recs`, transactional for `producer` when given (no sequence numbers: the
-/// broker writes its own batches once and never retries them over a network).
+/// One batch of `recs`, transactional for `producer` when given.
 fn encode(recs: &[Outgoing], producer: Option<(i64, i16)>) -> Result<Bytes, String> {
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = recs
+    let records: Vec<crate::batch::BrokerRecord> = recs
         .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: producer.is_some(),
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Keeps one batch with base sequence -1 (the encoder splits batches when
-            // `offset - sequence` changes).
-            sequence: i as i32 - 1,
-            timestamp: r.timestamp,
+        .map(|r| crate::batch::BrokerRecord {
             key: r.key.clone().map(Bytes::from),
             value: r.value.clone().map(Bytes::from),
             headers: r
                 .headers
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        kafka_protocol::protocol::StrBytes::from_string(k.clone()),
-                        v.clone().map(Bytes::from),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), v.clone().map(Bytes::from)))
                 .collect(),
+            timestamp: r.timestamp,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    crate::batch::encode(&records, producer)
 }
 
 /// The committed input offset of `group` for a partition (None: nothing committed).

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Kafka's `TransactionState`, with its on-disk codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -239,35 +239,13 @@ pub fn encode_batch(
     m: Option<&TxnMetadata>,
     now_ms: i64,
 ) -> Result<Bytes, String> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms,
+    let record = crate::batch::BrokerRecord {
         key: Some(Bytes::from(encode_key(transactional_id))),
         value: m.map(|m| Bytes::from(encode_value(m))),
-        headers: Default::default(),
+        headers: Vec::new(),
+        timestamp: now_ms,
     };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        std::slice::from_ref(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    crate::batch::encode(std::slice::from_ref(&record), None)
 }
 
 #[cfg(test)]
