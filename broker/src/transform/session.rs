@@ -115,12 +115,14 @@ impl Session {
             let partition = broker
                 .partition(topic, *p)
                 .ok_or_else(|| SessionError::Other(format!("{topic}-{p} does not exist")))?;
-            let batch = encode(recs, Some(self.producer)).map_err(SessionError::Other)?;
-            let queued = partition
-                .submit(batch, false)
-                .await
-                .map_err(|e| SessionError::Other(e.to_string()))?;
-            pending.push(queued);
+            for chunk in chunks(recs) {
+                let batch = encode(chunk, Some(self.producer)).map_err(SessionError::Other)?;
+                let queued = partition
+                    .submit(batch, false)
+                    .await
+                    .map_err(|e| SessionError::Other(e.to_string()))?;
+                pending.push(queued);
+            }
         }
         for p in pending {
             p.wait()
@@ -148,6 +150,36 @@ impl Session {
             .await?;
         Ok(())
     }
+}
+
+/// Records per written batch are capped at about this many bytes, well under the default
+/// `max.message.bytes` (1 MiB) of the topics a transform writes.
+const BATCH_BYTES_TARGET: usize = 256 << 10;
+
+/// `recs` cut into runs whose batches stay under [`BATCH_BYTES_TARGET`] (a single larger
+/// record still gets a batch of its own).
+fn chunks(recs: &[Outgoing]) -> Vec<&[Outgoing]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0usize, 0usize);
+    for (i, r) in recs.iter().enumerate() {
+        let size = 32
+            + r.key.as_ref().map_or(0, Vec::len)
+            + r.value.as_ref().map_or(0, Vec::len)
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 8)
+                .sum::<usize>();
+        if i > start && bytes + size > BATCH_BYTES_TARGET {
+            out.push(&recs[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < recs.len() {
+        out.push(&recs[start..]);
+    }
+    out
 }
 
 /// One batch of `recs`, transactional for `producer` when given.
@@ -205,13 +237,15 @@ pub async fn write_plain(broker: &Arc<Broker>, outputs: &Outputs) -> Result<(), 
         let partition = broker
             .partition(topic, *p)
             .ok_or_else(|| SessionError::Other(format!("{topic}-{p} does not exist")))?;
-        let batch = encode(recs, None).map_err(SessionError::Other)?;
-        pending.push(
-            partition
-                .submit(batch, true)
-                .await
-                .map_err(|e| SessionError::Other(e.to_string()))?,
-        );
+        for chunk in chunks(recs) {
+            let batch = encode(chunk, None).map_err(SessionError::Other)?;
+            pending.push(
+                partition
+                    .submit(batch, true)
+                    .await
+                    .map_err(|e| SessionError::Other(e.to_string()))?,
+            );
+        }
     }
     for p in pending {
         p.wait()
@@ -260,5 +294,31 @@ pub async fn commit_plain(
             ))),
         },
         _ => Err(ResponseError::CoordinatorNotAvailable.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_cut_into_batches_under_the_limit() {
+        let rec = |n: usize| Outgoing {
+            key: Some(vec![b'k'; 8]),
+            value: Some(vec![b'v'; n]),
+            timestamp: 0,
+            headers: Vec::new(),
+        };
+        let recs: Vec<Outgoing> = (0..10_000).map(|_| rec(100)).collect();
+        let parts = chunks(&recs);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), recs.len());
+        for c in &parts {
+            let batch = encode(c, Some((1, 0))).map_or(usize::MAX, |b| b.len());
+            assert!(batch < 1 << 20, "{batch} bytes");
+        }
+        let big = vec![rec(2 << 20), rec(10)];
+        assert_eq!(chunks(&big).len(), 2);
+        assert!(chunks(&[]).is_empty());
     }
 }
