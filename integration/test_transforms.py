@@ -35,7 +35,8 @@ output: {{ topic: {output}, format: json, emit: final }}   # final (on window cl
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
          "november oscar papa quebec romeo sierra tango").split()
-BASE_TS = 1_700_000_000_000
+# Recent event times (an hour ago, on a minute): time-based retention (7 days) keeps the input.
+BASE_TS = int(time.time() * 1000) // 60_000 * 60_000 - 3_600_000
 WINDOW_MS = 10_000
 
 
@@ -259,3 +260,192 @@ def test_map_filter_pause_resume_delete_and_restart(broker, unique_topic):
     assert r.returncode != 0 and "does not exist" in r.stderr
     broker.restart(clean=False)
     assert json.loads(cli(broker, "transform", "list", "--json", "--admin", admin_url(broker)).stdout) == []
+
+
+# --- Stream-table joins under SIGKILLs ------------------------------------------------------
+
+
+def produce_json(broker, topic: str, rows, spread_s: float = 0.0):
+    """`produce` for json inputs: rows are (partition, timestamp, key or None, value), produced
+    in order (idempotent) over `spread_s` seconds; no trailer, the caller adds its own."""
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                  "message.timeout.ms": 300000})
+    chunks = 50
+    step = max(1, len(rows) // chunks)
+    for i, (part, ts, key, value) in enumerate(rows):
+        p.produce(topic, key=None if key is None else key.encode(),
+                  value=json.dumps(value).encode(), partition=part, timestamp=ts)
+        if spread_s and i % step == step - 1:
+            p.poll(0)
+            time.sleep(spread_s / chunks)
+    assert p.flush(60) == 0
+
+
+def kill_repeatedly(broker, feeder: threading.Thread, kills_wanted: int, seed: int) -> int:
+    """Starts `feeder`, SIGKILLs the broker `kills_wanted` times at random moments while it runs,
+    and waits for it to finish; returns the number of kills."""
+    feeder.start()
+    rng = random.Random(seed)
+    kills = 0
+    while kills < kills_wanted:
+        time.sleep(rng.uniform(0.5, 2.0))
+        broker.restart(clean=False)
+        kills += 1
+    feeder.join(timeout=300)
+    assert not feeder.is_alive(), "the producer did not finish"
+    return kills
+
+
+def wait_caught_up(broker, name: str, what: str):
+    def caught_up():
+        d = describe(broker, name)
+        return d["lag"] == 0 and all(t["lag"] == 0 for t in d["tasks"])
+    wait_until(caught_up, timeout=240, what=what)
+
+
+def test_stream_table_join_survives_sigkills_exactly_once(broker, unique_topic):
+    partitions = 3
+    users_t, orders_t = unique_topic("users"), unique_topic("orders")
+    create_topic(broker, users_t, 2, {"cleanup.policy": "compact"})
+    create_topic(broker, orders_t, partitions)
+    # The table, loaded before the transforms start and never changed afterwards: u0-u29, where
+    # a few were renamed (the latest value wins) and u7 was deleted (a tombstone).
+    names = {f"u{k}": f"name-{k}" for k in range(30)}
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    for user in names:
+        p.produce(users_t, key=user.encode(), value=json.dumps({"name": "old-" + user}).encode())
+    for user in ("u3", "u11", "u29"):
+        names[user] = f"renamed-{user}"
+    for user, n in names.items():
+        p.produce(users_t, key=user.encode(), value=json.dumps({"name": n}).encode())
+    p.produce(users_t, key=b"u7", value=None)
+    del names["u7"]
+    assert p.flush(30) == 0
+    # Orders: u0-u34, so some name users the table does not have (u7, u30-u34).
+    rng = random.Random(31)
+    orders = [(n % partitions, BASE_TS + n, str(n), {"order": n, "user": f"u{rng.randrange(35)}"})
+              for n in range(3000)]
+    inner, left = f"join-in-{uuid.uuid4().hex[:6]}", f"join-left-{uuid.uuid4().hex[:6]}"
+    outs = {inner: unique_topic("inner"), left: unique_topic("left")}
+    for name, kind in ((inner, "inner"), (left, "left")):
+        spec = broker.workdir / f"{name}.yaml"
+        spec.write_text(f"name: {name}\n"
+                        f"input: {{ topic: {orders_t}, format: json }}\n"
+                        "steps:\n"
+                        f"  - join: {{ table: {users_t}, on: '.user', type: {kind} }}\n"
+                        f"output: {{ topic: {outs[name]}, format: json }}\n")
+        r = cli(broker, "transform", "deploy", str(spec), "--admin", admin_url(broker))
+        assert f"deployed {name}" in r.stdout, r
+    feeder = threading.Thread(target=produce_json, args=(broker, orders_t, orders, 10.0))
+    kills = kill_repeatedly(broker, feeder, kills_wanted=5, seed=37)
+
+    def expect(kind: str) -> Counter:
+        want: Counter = Counter()
+        for _p, _ts, key, o in orders:
+            name_ = names.get(o["user"])
+            if name_ is None and kind == "inner":
+                continue
+            right = None if name_ is None else {"name": name_}
+            want[(key, json.dumps({"left": o, "right": right}, sort_keys=True))] += 1
+        return want
+
+    for name, kind in ((inner, "inner"), (left, "left")):
+        wait_caught_up(broker, name, f"the {kind} join to catch up")
+        want = expect(kind)
+        expected = sum(want.values())
+        wait_until(lambda: len(read_all(broker, outs[name], partitions, "read_committed"))
+                   >= expected, timeout=60, what=f"{expected} {kind} join results")
+        d = describe(broker, name)
+        assert d["state"] == "running" and d["lag"] == 0, d
+        got = Counter((k.decode(), json.dumps(json.loads(v), sort_keys=True))
+                      for k, v in read_all(broker, outs[name], partitions, "read_committed"))
+        missing, extra = want - got, got - want
+        assert not missing and not extra, (
+            f"{kind} join, {kills} kills: {len(missing)} missing, {len(extra)} "
+            f"unexpected/duplicated; e.g. missing {list(missing.items())[:5]}, "
+            f"extra {list(extra.items())[:5]}")
+    assert len(expect("inner")) < len(orders) == sum(expect("left").values())
+SESSION_GAP_MS = 5_000
+
+
+def click_corpus(users: int, partitions: int, seed: int):
+    """(partition, ts, user) clicks: per user, bursts of clicks at most the session gap apart,
+    separated by gaps just above it, exactly at it (5000 ms: still one session), a little under
+    it (sessions that merge) or well above it. Each click goes to a random partition, so one
+    user's sessions are fed from several partitions; each partition's timestamps grow."""
+    rng = random.Random(seed)
+    clicks = []
+    for u in range(users):
+        ts = BASE_TS + rng.randrange(0, 3000)
+        while ts < BASE_TS + 300_000:
+            for i in range(rng.randrange(1, 12)):
+                ts += rng.randrange(0, 2500) if i else 0
+                clicks.append((rng.randrange(partitions), ts, f"u{u}"))
+            ts += rng.choice([SESSION_GAP_MS + 1, SESSION_GAP_MS, rng.randrange(3000, 5000),
+                              rng.randrange(5001, 20000), rng.randrange(5001, 20000)])
+    # Interleaved by time across partitions (so per partition, timestamps never go back).
+    return sorted(clicks, key=lambda c: (c[1], c[0], c[2]))
+
+
+def session_oracle(clicks) -> Counter:
+    """(user, window_start, window_end, count) -> 1: a session is a maximal run of a user's
+    clicks at most the gap apart; window_end is its last click + 1 ms (operators' aggregate)."""
+    by_user: dict[str, list[int]] = {}
+    for _p, ts, user in clicks:
+        by_user.setdefault(user, []).append(ts)
+    want: Counter = Counter()
+    for user, times in by_user.items():
+        times.sort()
+        start = prev = times[0]
+        n = 0
+        for t in times:
+            if t - prev > SESSION_GAP_MS:
+                want[(user, start, prev + 1, n)] += 1
+                start, n = t, 0
+            prev = t
+            n += 1
+        want[(user, start, prev + 1, n)] += 1
+    return want
+
+
+def test_session_windows_survive_sigkills_exactly_once(broker, unique_topic):
+    partitions, name = 3, f"sess-{uuid.uuid4().hex[:6]}"
+    src, dst = unique_topic("clicks"), unique_topic("sessions")
+    create_topic(broker, src, partitions)
+    clicks = click_corpus(users=20, partitions=partitions, seed=23)
+    want = session_oracle(clicks)
+    # Far in the future, one per partition: the combined watermark passes every real session's
+    # close (end + gap + grace). The sentinel's own session stays open and is never emitted.
+    end_ts = max(ts for _p, ts, _u in clicks) + 60_000
+    rows = [(p, ts, None, {"user": u, "ts": ts}) for p, ts, u in clicks]
+    rows += [(p, end_ts, None, {"user": "zz-end", "ts": end_ts}) for p in range(partitions)]
+    spec = broker.workdir / f"{name}.yaml"
+    spec.write_text(f"name: {name}\n"
+                    f"input: {{ topic: {src}, format: json, time: '.ts' }}\n"
+                    "steps:\n"
+                    "  - key_by: '.user'\n"
+                    "  - window: { session: { gap: 5s }, grace: 1s }\n"
+                    "  - aggregate: count\n"
+                    f"output: {{ topic: {dst}, format: json, emit: final }}\n")
+    r = cli(broker, "transform", "deploy", str(spec), "--admin", admin_url(broker))
+    assert f"deployed {name}" in r.stdout, r
+    feeder = threading.Thread(target=produce_json, args=(broker, src, rows, 10.0))
+    kills = kill_repeatedly(broker, feeder, kills_wanted=5, seed=29)
+    wait_caught_up(broker, name, "the sessions to catch up")
+    expected = len(want)
+    wait_until(lambda: len(read_all(broker, dst, partitions, "read_committed")) >= expected,
+               timeout=60, what=f"{expected} sessions")
+    d = describe(broker, name)
+    assert d["state"] == "running" and d["lag"] == 0, d
+    got: Counter = Counter()
+    for key, value in read_all(broker, dst, partitions, "read_committed"):
+        v = json.loads(value)
+        assert key.decode() == v["key"], (key, v)
+        got[(v["key"], v["window_start"], v["window_end"], v["value"])] += 1
+    missing, extra = want - got, got - want
+    assert not missing and not extra, (
+        f"{kills} kills, {len(clicks)} clicks, {expected} sessions: {len(missing)} missing, "
+        f"{len(extra)} unexpected/duplicated; e.g. missing {list(missing.items())[:5]}, "
+        f"extra {list(extra.items())[:5]}")
+
+

@@ -17,10 +17,15 @@ pub struct BrokerRecord {
     pub timestamp: i64,
 }
 
-/// Encodes `records` as one batch, transactional for `producer` `(id, epoch)` when given. No
-/// sequence numbers: the broker writes its own batches once and never retries them over a
-/// network (Kafka writes its coordinator records the same way).
-pub fn encode(records: &[BrokerRecord], producer: Option<(i64, i16)>) -> Result<Bytes, String> {
+/// Encodes `records` as one batch, transactional for `producer` `(id, epoch)` when given, with
+/// sequence numbers from `base_sequence` (None: no sequence, as Kafka writes its coordinator
+/// records). A transactional data batch must carry sequences: the log tracks the ongoing
+/// transaction (the last stable offset, the aborted-transaction index) of sequenced batches.
+pub fn encode(
+    records: &[BrokerRecord],
+    producer: Option<(i64, i16)>,
+    base_sequence: Option<i32>,
+) -> Result<Bytes, String> {
     let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
@@ -35,8 +40,11 @@ pub fn encode(records: &[BrokerRecord], producer: Option<(i64, i16)>) -> Result<
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch unless `offset - sequence` stays the same: this
-            // keeps one batch whose base sequence is -1.
-            sequence: i as i32 - 1,
+            // keeps one batch (base sequence -1 without sequences).
+            sequence: match base_sequence {
+                Some(s) => s.wrapping_add(i as i32),
+                None => i as i32 - 1,
+            },
             timestamp: r.timestamp,
             key: r.key.clone(),
             value: r.value.clone(),

@@ -398,7 +398,7 @@ pub fn encode_batch_as(
             }
         })
         .collect();
-    crate::batch::encode(&records, producer)
+    crate::batch::encode(&records, producer, None)
 }
 
 /// One entry of the offsets topic as a replay sees it.

@@ -419,7 +419,7 @@ fn encode_definition(name: &str, value: Option<Vec<u8>>) -> Result<Bytes, String
         headers: Vec::new(),
         timestamp: now_ms(),
     };
-    crate::batch::encode(std::slice::from_ref(&record), None)
+    crate::batch::encode(std::slice::from_ref(&record), None, None)
 }
 
 /// The latest definition per name (blocking read of the definitions partition).

@@ -44,6 +44,10 @@ pub struct Session {
     transactional_id: String,
     producer: (i64, i16),
     group: String,
+    /// The next sequence number per partition written, as an idempotent producer keeps
+    /// them (from 0 for each new epoch): transactional batches need them for the log to track
+    /// the transaction.
+    sequences: std::collections::HashMap<(String, i32), i32>,
 }
 
 /// Transactions of a task time out (and are aborted) after this long without a commit.
@@ -68,6 +72,7 @@ impl Session {
             transactional_id: transactional_id.to_string(),
             producer,
             group: group.to_string(),
+            sequences: Default::default(),
         })
     }
 
@@ -116,7 +121,10 @@ impl Session {
                 .partition(topic, *p)
                 .ok_or_else(|| SessionError::Other(format!("{topic}-{p} does not exist")))?;
             for chunk in chunks(recs) {
-                let batch = encode(chunk, Some(self.producer)).map_err(SessionError::Other)?;
+                let seq = self.sequences.entry((topic.clone(), *p)).or_insert(0);
+                let batch =
+                    encode(chunk, Some(self.producer), Some(*seq)).map_err(SessionError::Other)?;
+                *seq = seq.wrapping_add(chunk.len() as i32) & i32::MAX;
                 let queued = partition
                     .submit(batch, false)
                     .await
@@ -182,8 +190,13 @@ fn chunks(recs: &[Outgoing]) -> Vec<&[Outgoing]> {
     out
 }
 
-/// One batch of `recs`, transactional for `producer` when given.
-fn encode(recs: &[Outgoing], producer: Option<(i64, i16)>) -> Result<Bytes, String> {
+/// One batch of `recs`, transactional for `producer` when given, sequenced from
+/// `base_sequence` when given.
+fn encode(
+    recs: &[Outgoing],
+    producer: Option<(i64, i16)>,
+    base_sequence: Option<i32>,
+) -> Result<Bytes, String> {
     let records: Vec<crate::batch::BrokerRecord> = recs
         .iter()
         .map(|r| crate::batch::BrokerRecord {
@@ -197,7 +210,7 @@ fn encode(recs: &[Outgoing], producer: Option<(i64, i16)>) -> Result<Bytes, Stri
             timestamp: r.timestamp,
         })
         .collect();
-    crate::batch::encode(&records, producer)
+    crate::batch::encode(&records, producer, base_sequence)
 }
 
 /// The committed input offset of `group` for a partition (None: nothing committed).
@@ -238,7 +251,7 @@ pub async fn write_plain(broker: &Arc<Broker>, outputs: &Outputs) -> Result<(), 
             .partition(topic, *p)
             .ok_or_else(|| SessionError::Other(format!("{topic}-{p} does not exist")))?;
         for chunk in chunks(recs) {
-            let batch = encode(chunk, None).map_err(SessionError::Other)?;
+            let batch = encode(chunk, None, None).map_err(SessionError::Other)?;
             pending.push(
                 partition
                     .submit(batch, true)
@@ -314,7 +327,7 @@ mod tests {
         assert!(parts.len() > 1);
         assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), recs.len());
         for c in &parts {
-            let batch = encode(c, Some((1, 0))).map_or(usize::MAX, |b| b.len());
+            let batch = encode(c, Some((1, 0)), Some(0)).map_or(usize::MAX, |b| b.len());
             assert!(batch < 1 << 20, "{batch} bytes");
         }
         let big = vec![rec(2 << 20), rec(10)];

@@ -245,7 +245,7 @@ pub fn encode_batch(
         headers: Vec::new(),
         timestamp: now_ms,
     };
-    crate::batch::encode(std::slice::from_ref(&record), None)
+    crate::batch::encode(std::slice::from_ref(&record), None, None)
 }
 
 #[cfg(test)]
