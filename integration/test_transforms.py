@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
 import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import conftest
 from conftest import sluice_bin, wait_until
 
 WORD_COUNT = """\
@@ -449,3 +452,44 @@ def test_session_windows_survive_sigkills_exactly_once(broker, unique_topic):
         f"extra {list(extra.items())[:5]}")
 
 
+
+
+@pytest.mark.parametrize("failpoint", [
+    "transform.commit.after_outputs",   # outputs appended, offsets not committed: aborted
+    "transform.commit.after_offsets",   # offsets pending, no EndTxn: aborted
+    "txn.end.before_prepare",           # EndTxn received, nothing logged: aborted
+    "txn.end.after_prepare",            # PrepareCommit durable: completed after restart
+    "txn.end.after_first_marker",
+    "txn.end.after_markers",
+])
+def test_transform_crash_at_each_commit_step(broker_factory, unique_topic, monkeypatch, failpoint):
+    """The broker aborts (SIGABRT, no shutdown) at each step of a transform's first commit;
+    after a restart the transform's committed output is exactly its input's, once."""
+    monkeypatch.setenv("SLUICE_FAILPOINTS", failpoint)
+    broker = broker_factory()
+    monkeypatch.delenv("SLUICE_FAILPOINTS")
+    src, dst, name = unique_topic("in"), unique_topic("out"), f"fp-{uuid.uuid4().hex[:6]}"
+    create_topic(broker, src, 2)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for n in range(200):
+        p.produce(src, value=json.dumps({"n": n}).encode(), partition=n % 2)
+    assert p.flush(30) == 0
+    spec = broker.workdir / f"{name}.yaml"
+    spec.write_text(f"name: {name}\ninput: {{ topic: {src}, format: json }}\nsteps:\n"
+                    "  - filter: '.n % 2 == 0'\n  - map: '{n: .n}'\n"
+                    f"output: {{ topic: {dst}, format: json }}\n")
+    cli(broker, "transform", "deploy", str(spec), "--admin", admin_url(broker))
+    deadline = time.monotonic() + 60
+    while broker.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert broker.proc.poll() is not None, f"the broker did not reach {failpoint}"
+    rc = broker.proc.wait(timeout=30)
+    conftest._LIVE_PROCS.pop(broker.proc.pid, None)
+    assert rc == -signal.SIGABRT, f"exit status {rc}"
+    assert f"failpoint {failpoint} hit" in broker.stderr_text()
+    broker.start(new_ports_on_conflict=False)
+    wait_until(lambda: len(read_all(broker, dst, 2, "read_committed")) >= 100, timeout=60,
+               what="the transform's output after the restart")
+    time.sleep(0.5)
+    got = sorted(json.loads(v)["n"] for _k, v in read_all(broker, dst, 2, "read_committed"))
+    assert got == list(range(0, 200, 2)), f"{failpoint}: {len(got)} records, duplicates or gaps"

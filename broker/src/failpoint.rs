@@ -3,7 +3,9 @@
 //! only, which is what the integration tests run; release builds have none.
 //!
 //! Points (the transaction commit protocol, in order): `txn.end.before_prepare`,
-//! `txn.end.after_prepare`, `txn.end.after_first_marker`, `txn.end.after_markers`.
+//! `txn.end.after_prepare`, `txn.end.after_first_marker`, `txn.end.after_markers`; and in a
+//! transform task's commit, before its EndTxn: `transform.commit.after_outputs`,
+//! `transform.commit.after_offsets`.
 
 /// Aborts the process if failpoint `name` is armed.
 #[cfg(debug_assertions)]

@@ -137,6 +137,7 @@ impl Session {
                 .await
                 .map_err(|e| SessionError::Other(e.to_string()))?;
         }
+        crate::failpoint::hit("transform.commit.after_outputs");
         let now = now_ms();
         let records = offsets
             .iter()
@@ -154,6 +155,7 @@ impl Session {
             .collect();
         crate::txn::offsets::commit(broker, &id, self.producer, &self.group, None, records, true)
             .await?;
+        crate::failpoint::hit("transform.commit.after_offsets");
         txns.end_txn(broker, &id, self.producer.0, self.producer.1, true, true)
             .await?;
         Ok(())
