@@ -3,7 +3,6 @@
 //! version; and groups and committed offsets spread over several offsets-topic partitions come
 //! back after the broker is reopened without a clean shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +10,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use sluice_broker::config::BrokerConfig;
-use sluice_broker::handler::{self, Ctx, SUPPORTED};
+use sluice_broker::handler::SUPPORTED;
 use sluice_broker::state::Broker;
-use sluice_protocol::{client, request};
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::Caller;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -31,42 +32,6 @@ fn open(dir: &std::path::Path) -> Result<Arc<Broker>, Box<dyn std::error::Error>
     config.set("group.initial.rebalance.delay.ms", "0")?;
     config.set("offsets.topic.num.partitions", "3")?;
     Ok(tokio::task::block_in_place(|| Broker::open(config))?)
-}
-
-struct Caller {
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-}
-
-impl Caller {
-    /// Handles `body` at `version` and checks the response round-trips at that version.
-    async fn call(
-        &self,
-        api: ApiKey,
-        version: i16,
-        body: RequestKind,
-    ) -> Result<ResponseKind, String> {
-        let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|e| format!("{e}"))?;
-        let ctx = Ctx {
-            broker: &self.broker,
-            version,
-            shutdown: &self.shutdown,
-            api: "test",
-            client_id: "tester",
-            peer,
-        };
-        let response = tokio::time::timeout(Duration::from_secs(20), handler::handle(&ctx, body))
-            .await
-            .map_err(|_| format!("{api:?} v{version} did not answer"))?
-            .ok_or_else(|| format!("{api:?} v{version}: no response"))?;
-        let frame = request::encode_response(api, version, 7, &response, 0)
-            .map_err(|e| format!("{api:?} v{version} does not encode: {e}"))?;
-        let (correlation_id, decoded) =
-            client::decode_response(api, version, Bytes::from(frame).slice(4..))
-                .map_err(|e| format!("{api:?} v{version} does not decode: {e}"))?;
-        assert_eq!(correlation_id, 7);
-        Ok(decoded)
-    }
 }
 
 fn subscription(topic: &str) -> Bytes {

@@ -4,7 +4,6 @@
 //! fencing answers the error each version knows; and after a crash an Ongoing transaction is
 //! aborted and a PrepareCommit one completed.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +11,13 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::config::BrokerConfig;
-use sluice_broker::handler::{self, Ctx, SUPPORTED};
+use sluice_broker::handler::SUPPORTED;
 use sluice_broker::state::Broker;
 use sluice_broker::txn::{TxnMetadata, TxnState};
-use sluice_protocol::{client, request};
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::Caller;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -47,39 +48,7 @@ fn versions(api: ApiKey) -> std::ops::RangeInclusive<i16> {
     lo..=hi
 }
 
-struct Caller {
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-}
-
 impl Caller {
-    /// Handles `body` at `version` and checks the response round-trips at that version.
-    async fn call(
-        &self,
-        api: ApiKey,
-        version: i16,
-        body: RequestKind,
-    ) -> Result<ResponseKind, String> {
-        let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|e| format!("{e}"))?;
-        let ctx = Ctx {
-            broker: &self.broker,
-            version,
-            shutdown: &self.shutdown,
-            api: "test",
-            client_id: "tester",
-            peer,
-        };
-        let response = tokio::time::timeout(Duration::from_secs(20), handler::handle(&ctx, body))
-            .await
-            .map_err(|_| format!("{api:?} v{version} did not answer"))?
-            .ok_or_else(|| format!("{api:?} v{version}: no response"))?;
-        let frame = request::encode_response(api, version, 7, &response, 0)
-            .map_err(|e| format!("{api:?} v{version} does not encode: {e}"))?;
-        let (_, decoded) = client::decode_response(api, version, Bytes::from(frame).slice(4..))
-            .map_err(|e| format!("{api:?} v{version} does not decode: {e}"))?;
-        Ok(decoded)
-    }
-
     async fn init(&self, version: i16, id: &str) -> Result<(i64, i16), String> {
         let req = InitProducerIdRequest::default()
             .with_transactional_id(Some(TransactionalId(s(id))))

@@ -1,0 +1,49 @@
+//! What the in-process handler tests share: calling a handler as a connection would, and
+//! checking that its response round-trips at the request's version.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use sluice_broker::handler::{self, Ctx};
+use sluice_broker::state::Broker;
+use sluice_protocol::{client, request};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) struct Caller {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Caller {
+    /// Handles `body` at `version` and checks the response round-trips at that version.
+    pub(crate) async fn call(
+        &self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind, String> {
+        let peer: SocketAddr = "127.0.0.1:5555".parse().map_err(|e| format!("{e}"))?;
+        let ctx = Ctx {
+            broker: &self.broker,
+            version,
+            shutdown: &self.shutdown,
+            api: "test",
+            client_id: "tester",
+            peer,
+        };
+        let response = tokio::time::timeout(Duration::from_secs(20), handler::handle(&ctx, body))
+            .await
+            .map_err(|_| format!("{api:?} v{version} did not answer"))?
+            .ok_or_else(|| format!("{api:?} v{version}: no response"))?;
+        let frame = request::encode_response(api, version, 7, &response, 0)
+            .map_err(|e| format!("{api:?} v{version} does not encode: {e}"))?;
+        let (correlation_id, decoded) =
+            client::decode_response(api, version, Bytes::from(frame).slice(4..))
+                .map_err(|e| format!("{api:?} v{version} does not decode: {e}"))?;
+        assert_eq!(correlation_id, 7);
+        Ok(decoded)
+    }
+}
