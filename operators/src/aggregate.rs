@@ -279,6 +279,16 @@ impl WindowAgg {
         self.windows.len()
     }
 
+    /// How far below the watermark this window's outputs can still be stamped: an open
+    /// window's result (stamped `end - 1`) has `close_time(end) + grace > watermark`.
+    pub(crate) fn holdback(&self) -> i64 {
+        let gap = match self.kind {
+            WindowKind::Session { gap_ms } => to_i64(gap_ms),
+            _ => 0,
+        };
+        self.grace.saturating_add(gap).saturating_add(1)
+    }
+
     fn close_time(&self, end: i64) -> i64 {
         match self.kind {
             WindowKind::Session { gap_ms } => end.saturating_add(to_i64(gap_ms)),

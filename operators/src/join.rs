@@ -178,6 +178,12 @@ impl StreamJoin {
     }
 
     /// Drops buffered records no later record can match.
+    /// How far below the watermark a joined output can still be stamped: a record is
+    /// accepted down to `watermark - within - grace` and may pair with one `within` earlier.
+    pub(crate) fn holdback(&self) -> i64 {
+        self.within.saturating_mul(2).saturating_add(self.grace)
+    }
+
     pub(crate) fn expire(&mut self, watermark: i64, out: &mut Output) {
         let horizon = self.within.saturating_mul(2).saturating_add(self.grace);
         while let Some(first) = self.expiry.first() {

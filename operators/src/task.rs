@@ -455,6 +455,34 @@ impl StageTask {
         self.watermark
     }
 
+    /// Whether the stage keeps state (windows, running aggregates, join buffers).
+    pub fn is_stateful(&self) -> bool {
+        self.stateful.is_some()
+    }
+
+    /// The event time below which this stage emits nothing more: its watermark held back by
+    /// its windows' grace (and session gap) or its stream join's reach. What a runtime passes
+    /// to the next stage as this stage's watermark, so that results emitted later are not late
+    /// there. `None` for a stateless stage (its outputs keep their input's times) or before
+    /// the first watermark.
+    pub fn output_watermark(&self) -> Option<i64> {
+        self.stateful?;
+        if self.watermark == i64::MIN {
+            return None;
+        }
+        let holdback = self
+            .slots
+            .iter()
+            .map(|s| match &s.op {
+                Op::Window { agg, .. } => agg.holdback(),
+                Op::Stream { join, .. } => join.holdback(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        Some(self.watermark.saturating_sub(holdback))
+    }
+
     pub fn metrics(&self) -> &TaskMetrics {
         &self.metrics
     }

@@ -810,3 +810,23 @@ fn watermark_driven_by_the_runtime() {
     );
     assert_eq!(task.state_len(), 1); // the watermark
 }
+
+/// A windowed stage hands the next stage a watermark held back by its grace, so a window it
+/// closes later (stamped `end - 1`) is never late downstream.
+#[test]
+fn output_watermark_holds_back_by_the_window_grace() {
+    let spec = spec_of(
+        "name: hb\ninput: { topic: bids, format: json }\nsteps:\n  - key_by: '.a'\n  - window: { tumbling: 10s, grace: 2s }\n  - aggregate: count\n  - key_by: '.window_start'\noutput: { topic: out }\n",
+    );
+    let mut task = StageTask::new(&spec, 1, 0).unwrap();
+    task.set_watermark_from_records(false);
+    assert!(task.is_stateful());
+    assert_eq!(task.output_watermark(), None, "no watermark yet");
+    let mut out = Output::new();
+    task.advance_watermark(25_000, &mut out).unwrap();
+    assert_eq!(task.output_watermark(), Some(25_000 - 2_000 - 1));
+    // The stateless first stage has no watermark of its own.
+    let first = StageTask::new(&spec, 0, 0).unwrap();
+    assert!(!first.is_stateful());
+    assert_eq!(first.output_watermark(), None);
+}

@@ -16,6 +16,7 @@
 pub mod http;
 pub mod reader;
 pub mod session;
+pub mod store;
 pub mod task;
 
 use std::collections::BTreeMap;
@@ -93,6 +94,13 @@ pub struct TaskInfo {
     pub state_entries: u64,
     pub last_commit_ms: i64,
     pub restarts: u64,
+    /// At the task's last start: state entries loaded from its local store, and changelog
+    /// records replayed after the store's checkpoint.
+    pub restored_entries: u64,
+    pub replayed_records: u64,
+    /// Whether the task has restored its state and read its input (before that, `lag` is 0
+    /// without meaning the task is caught up).
+    pub started: bool,
     pub error: Option<String>,
 }
 
@@ -195,6 +203,14 @@ impl TransformManager {
         if let Some(d) = lock(&self.deployed).remove(name) {
             d.cancel.cancel();
         }
+        // The local state stores go; the changelog topics (the state's source of truth) stay
+        // with the other topics, so a later deploy under the same name resumes from them.
+        let dir = store::transform_dir(&broker.config.data_dir, name);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(transform = %name, error = %e, "cannot remove the local state stores");
+            }
+        }
         Ok(())
     }
 
@@ -253,6 +269,9 @@ fn describe(name: &str, d: &Deployed) -> TransformInfo {
             state_entries: t.state_entries.load(Ordering::Relaxed),
             last_commit_ms: t.last_commit_ms.load(Ordering::Relaxed),
             restarts: t.restarts.load(Ordering::Relaxed),
+            restored_entries: t.restored_entries.load(Ordering::Relaxed),
+            replayed_records: t.replayed_records.load(Ordering::Relaxed),
+            started: t.started.load(Ordering::Relaxed),
             error: lock(&t.error).clone(),
         })
         .collect();

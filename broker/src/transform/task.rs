@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reader::PartitionReader;
 use super::session::{commit_plain, committed_offset, write_plain, Outgoing, Outputs, Session};
+use super::store::{self, Checkpoint, LocalStore, StoreError};
 use crate::state::{now_ms, Broker};
 
 /// The header of the watermark records a stage that repartitions broadcasts to every partition
@@ -83,6 +84,13 @@ pub struct TaskStatus {
     pub state_entries: AtomicU64,
     pub last_commit_ms: AtomicI64,
     pub restarts: AtomicU64,
+    /// At the task's last start: state entries read from the local store, and changelog
+    /// records replayed after its checkpoint.
+    pub restored_entries: AtomicU64,
+    pub replayed_records: AtomicU64,
+    /// The task has restored its state and read its input at least once: until then its lag
+    /// (input end minus committed offset) means nothing.
+    pub started: std::sync::atomic::AtomicBool,
     /// Why the task stopped or last failed.
     pub error: Mutex<Option<String>>,
 }
@@ -131,6 +139,59 @@ enum Ended {
     Failed(String),
 }
 
+/// A task's local store, shared with the blocking threads that read and write it.
+type Store = Arc<Mutex<LocalStore>>;
+
+/// Runs `f` on the store in a blocking thread.
+async fn with_store<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&mut LocalStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// Opens the task's local state store, if the stage keeps state. Without one (it cannot be
+/// opened) the task still runs correctly: it replays its whole changelog at each start.
+async fn open_store(
+    broker: &Arc<Broker>,
+    spec: &TransformSpec,
+    stage: &StageSpec,
+    partition: i32,
+) -> Option<Store> {
+    stage.changelog_topic.as_ref()?;
+    let path = store::path_for(&broker.config.data_dir, &spec.name, stage.index, partition);
+    let mut opened;
+    // A previous incarnation of the task (paused and resumed) may still be closing the file.
+    let mut tries = 0;
+    loop {
+        let p = path.clone();
+        opened = tokio::task::spawn_blocking(move || LocalStore::open(&p)).await;
+        tries += 1;
+        if tries >= 30 || !matches!(&opened, Ok(Err(StoreError::AlreadyOpen(_)))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match opened {
+        Ok(Ok(s)) => Some(Arc::new(Mutex::new(s))),
+        Ok(Err(e)) => {
+            tracing::warn!(transform = %spec.name, stage = stage.index, partition, error = %e, "no local state store; restarts replay the whole changelog");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(transform = %spec.name, error = %e, "opening the local state store failed");
+            None
+        }
+    }
+}
+
 /// Runs the task until cancelled or stopped by a record error.
 pub async fn run(
     broker: Arc<Broker>,
@@ -140,9 +201,25 @@ pub async fn run(
     status: Arc<TaskStatus>,
     cancel: CancellationToken,
 ) {
+    let store = open_store(&broker, &spec, &stage, partition).await;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match run_once(&broker, &spec, &stage, partition, &status, &cancel).await {
+        let ended = run_once(
+            &broker,
+            &spec,
+            &stage,
+            partition,
+            &status,
+            &cancel,
+            store.as_ref(),
+        )
+        .await;
+        if let (Ended::Cancelled | Ended::Stopped(_), Some(s)) = (&ended, &store) {
+            if let Err(e) = with_store(s, |s| s.sync()).await {
+                tracing::warn!(transform = %spec.name, error = %e, "cannot sync the local state store");
+            }
+        }
+        match ended {
             Ended::Cancelled => return,
             Ended::Stopped(e) => {
                 tracing::error!(transform = %spec.name, stage = stage.index, partition, error = %e, "transform task stopped");
@@ -192,6 +269,146 @@ fn partition_of(broker: &Broker, out: &OutRecord, fallback: i32) -> Result<i32, 
     })
 }
 
+/// The changelog topic's id and end offset.
+fn changelog_position(
+    broker: &Broker,
+    changelog: &str,
+    partition: i32,
+) -> Result<(uuid::Uuid, i64), String> {
+    let topic = broker
+        .topic(changelog)
+        .ok_or_else(|| format!("changelog topic {changelog} does not exist"))?;
+    let p = broker
+        .partition(changelog, partition)
+        .ok_or_else(|| format!("{changelog}-{partition} does not exist"))?;
+    let log = p.log().map_err(|e| e.to_string())?;
+    let end = log
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .log_end_offset();
+    Ok((topic.meta.id, end))
+}
+
+/// Applies one changelog entry (key, value or tombstone) to the task's state.
+fn apply_entry(
+    task: &mut StageTask,
+    upstream: &mut Upstream,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(), String> {
+    if key.first() == Some(&RUNTIME_KEY_TAG) {
+        if let Some((p, ts)) = value.and_then(parse_watermark) {
+            upstream.seen.insert(p, ts);
+        }
+        return Ok(());
+    }
+    task.restore(key, value)
+        .map_err(|e| format!("cannot restore state: {e}"))
+}
+
+/// Rebuilds the task's state: the local store's entries, then the changelog from the store's
+/// checkpoint. Returns (entries loaded from the store, changelog records replayed). The
+/// replayed tail goes into the store too, so the next start begins after it.
+async fn restore(
+    broker: &Arc<Broker>,
+    changelog: &str,
+    partition: i32,
+    store: Option<&Store>,
+    task: &mut StageTask,
+    upstream: &mut Upstream,
+) -> Result<(u64, u64), String> {
+    let (topic_id, end) = changelog_position(broker, changelog, partition)?;
+    let mut from = 0;
+    let mut restored = 0u64;
+    if let Some(store) = store {
+        let checkpoint = with_store(store, |s| s.checkpoint()).await?;
+        match checkpoint {
+            Some(c) if c.topic_id == topic_id && c.offset <= end => {
+                // Loading in a blocking thread would need the task there; the entries are read
+                // out first, then applied here.
+                let entries = with_store(store, |s| {
+                    let mut v = Vec::new();
+                    s.load(|k, val| {
+                        v.push((k.to_vec(), val.to_vec()));
+                        Ok(())
+                    })?;
+                    Ok(v)
+                })
+                .await?;
+                for (k, v) in &entries {
+                    apply_entry(task, upstream, k, Some(v))?;
+                }
+                restored = entries.len() as u64;
+                from = c.offset;
+            }
+            _ => {
+                with_store(store, move |s| {
+                    s.reset(Checkpoint {
+                        topic_id,
+                        offset: 0,
+                    })
+                })
+                .await?;
+            }
+        }
+    }
+    let mut reader = PartitionReader::new(changelog.to_string(), partition, from);
+    let mut replayed = 0u64;
+    let mut tail: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
+    loop {
+        let (r, polled) = read_chunk(broker, reader)
+            .await
+            .map_err(|e| format!("cannot read {changelog}: {e}"))?;
+        reader = r;
+        for rec in polled.records {
+            let Some(k) = rec.key else { continue };
+            replayed += 1;
+            apply_entry(task, upstream, &k, rec.value.as_deref())?;
+            if store.is_some() {
+                tail.insert(k.to_vec(), rec.value.map(|v| v.to_vec()));
+            }
+        }
+        if reader.offset >= polled.last_stable_offset {
+            break;
+        }
+    }
+    if let Some(store) = store {
+        if replayed > 0 || reader.offset != from {
+            let offset = reader.offset;
+            let tail_entries = tail;
+            with_store(store, move |s| {
+                s.apply(
+                    tail_entries
+                        .iter()
+                        .map(|(k, v)| (k.as_slice(), v.as_deref())),
+                    Checkpoint { topic_id, offset },
+                )
+            })
+            .await?;
+        }
+    }
+    Ok((restored, replayed))
+}
+
+/// After a commit: writes the committed entries to the local store, checkpointed at the
+/// changelog's end.
+async fn checkpoint_store(
+    broker: &Arc<Broker>,
+    changelog: &str,
+    partition: i32,
+    store: &Store,
+    entries: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Result<(), String> {
+    let (topic_id, offset) = changelog_position(broker, changelog, partition)?;
+    with_store(store, move |s| {
+        s.apply(
+            entries.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+            Checkpoint { topic_id, offset },
+        )
+    })
+    .await
+}
+
 async fn run_once(
     broker: &Arc<Broker>,
     spec: &Arc<TransformSpec>,
@@ -199,7 +416,9 @@ async fn run_once(
     partition: i32,
     status: &Arc<TaskStatus>,
     cancel: &CancellationToken,
+    store: Option<&Store>,
 ) -> Ended {
+    status.started.store(false, Ordering::Relaxed);
     let group = group_id(&spec.name);
     let id = transactional_id(&spec.name, stage.index, partition);
     let mut session = match Session::open(broker, &id, &group).await {
@@ -223,31 +442,24 @@ async fn run_once(
             .and_then(|s| broker.topic(&s.input_topic))
             .map_or(0, |t| t.partitions.len());
     }
-    // State: replay the changelog partition (committed entries only).
+    // State: the local store's entries, then the changelog after its checkpoint (committed
+    // entries only); the whole changelog when there is no usable checkpoint.
     if let Some(changelog) = &stage.changelog_topic {
-        let mut reader = PartitionReader::new(changelog.clone(), partition, 0);
-        loop {
-            let (r, polled) = match read_chunk(broker, reader).await {
-                Ok(x) => x,
-                Err(e) => return Ended::Failed(format!("cannot read {changelog}: {e}")),
-            };
-            reader = r;
-            for rec in &polled.records {
-                let Some(k) = &rec.key else { continue };
-                if k.first() == Some(&RUNTIME_KEY_TAG) {
-                    let upstream_wm = rec.value.as_deref().and_then(parse_watermark);
-                    if let Some((p, ts)) = upstream_wm {
-                        upstream.seen.insert(p, ts);
-                    }
-                    continue;
-                }
-                if let Err(e) = task.restore(k, rec.value.as_deref()) {
-                    return Ended::Failed(format!("cannot restore state: {e}"));
-                }
+        match restore(
+            broker,
+            changelog,
+            partition,
+            store,
+            &mut task,
+            &mut upstream,
+        )
+        .await
+        {
+            Ok((restored, replayed)) => {
+                status.restored_entries.store(restored, Ordering::Relaxed);
+                status.replayed_records.store(replayed, Ordering::Relaxed);
             }
-            if polled.records.is_empty() && reader.offset >= polled.last_stable_offset {
-                break;
-            }
+            Err(e) => return Ended::Failed(e),
         }
     }
     upstream.applied = upstream.combined().unwrap_or(i64::MIN);
@@ -297,6 +509,9 @@ async fn run_once(
     let mut out = Output::default();
     let mut outputs: Outputs = Default::default();
     let mut pending = 0usize;
+    // At-least-once: changelog entries written since the last commit (for the local store).
+    let mut written_state: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+        Default::default();
     let mut consumed = false;
     let mut last_commit = tokio::time::Instant::now();
     loop {
@@ -340,6 +555,7 @@ async fn run_once(
                 status
                     .input_end
                     .store(polled.last_stable_offset, Ordering::Relaxed);
+                status.started.store(true, Ordering::Relaxed);
             }
             // Markers and aborted records move the position too: commit it, or the lag
             // would never reach 0.
@@ -375,7 +591,7 @@ async fn run_once(
                         continue;
                     }
                 }
-                if spec.input.time.is_none() {
+                if spec.input.time.is_none() && stage.index == 0 && !task.is_stateful() {
                     high = high.max(rec.timestamp_ms);
                 }
                 let rec = to_record(rec);
@@ -390,9 +606,20 @@ async fn run_once(
         }
         status.records_in.fetch_add(got as u64, Ordering::Relaxed);
         if let Some((topic, count)) = &repartition {
-            for r in &out.records {
-                if &r.topic == topic {
-                    high = high.max(r.timestamp);
+            // The watermark passed downstream: a stateful stage's own (held back so results it
+            // emits later are not late downstream); a stateless later stage's input
+            // watermark; a stateless first stage's largest event time.
+            if task.is_stateful() {
+                if let Some(w) = task.output_watermark() {
+                    high = high.max(w);
+                }
+            } else if stage.index > 0 {
+                high = high.max(upstream.applied);
+            } else {
+                for r in &out.records {
+                    if &r.topic == topic {
+                        high = high.max(r.timestamp);
+                    }
                 }
             }
             if high > broadcast {
@@ -443,6 +670,17 @@ async fn run_once(
         }
         if !spec.exactly_once && !outputs.is_empty() {
             // At-least-once: outputs go out as they are produced; offsets follow each interval.
+            if let (Some(changelog), Some(_)) = (&stage.changelog_topic, store) {
+                for o in outputs
+                    .get(&(changelog.clone(), partition))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(k) = &o.key {
+                        written_state.insert(k.clone(), o.value.clone());
+                    }
+                }
+            }
             if let Err(e) = write_plain(broker, &outputs).await {
                 return Ended::Failed(format!("write failed: {e}"));
             }
@@ -466,6 +704,26 @@ async fn run_once(
             if let Err(e) = committed {
                 return Ended::Failed(format!("commit failed: {e}"));
             }
+            if let (Some(changelog), Some(store)) = (&stage.changelog_topic, store) {
+                // The committed state goes to the local store, checkpointed at the changelog's
+                // end: this task is the partition's only writer, so everything below it is
+                // committed state the store now holds.
+                let mut entries = std::mem::take(&mut written_state);
+                for o in outputs
+                    .get(&(changelog.clone(), partition))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(k) = &o.key {
+                        entries.insert(k.clone(), o.value.clone());
+                    }
+                }
+                if let Err(e) = checkpoint_store(broker, changelog, partition, store, entries).await
+                {
+                    // The changelog has the state; the next start replays more of it.
+                    tracing::warn!(transform = %spec.name, error = %e, "cannot update the local state store");
+                }
+            }
             status.commits.fetch_add(1, Ordering::Relaxed);
             status
                 .records_out
@@ -483,6 +741,14 @@ async fn run_once(
             last_commit = tokio::time::Instant::now();
         }
         if got == 0 {
+            if let Some(store) = store {
+                let due = store.lock().unwrap_or_else(|p| p.into_inner()).sync_due();
+                if due {
+                    if let Err(e) = with_store(store, |s| s.sync()).await {
+                        tracing::warn!(transform = %spec.name, error = %e, "cannot sync the local state store");
+                    }
+                }
+            }
             let wait = if consumed {
                 interval.saturating_sub(last_commit.elapsed())
             } else {

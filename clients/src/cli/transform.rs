@@ -128,10 +128,12 @@ fn print_describe(v: &serde_json::Value) {
         println!("{k}: {}", field(v, k));
     }
     println!("tasks:");
-    println!("  STAGE  PARTITION  INPUT  COMMITTED  LAG  IN  OUT  STATE  RESTARTS  ERROR");
+    println!(
+        "  STAGE  PARTITION  INPUT  COMMITTED  LAG  IN  OUT  STATE  RESTORED  REPLAYED  RESTARTS  ERROR"
+    );
     for t in field(v, "tasks").as_array().into_iter().flatten() {
         println!(
-            "  {}  {}  {}  {}  {}  {}  {}  {}  {}  {}",
+            "  {}  {}  {}  {}  {}  {}  {}  {}  {}  {}  {}  {}",
             field(t, "stage"),
             field(t, "partition"),
             field(t, "input_topic").as_str().unwrap_or(""),
@@ -140,6 +142,8 @@ fn print_describe(v: &serde_json::Value) {
             field(t, "records_in"),
             field(t, "records_out"),
             field(t, "state_entries"),
+            field(t, "restored_entries"),
+            field(t, "replayed_records"),
             field(t, "restarts"),
             field(t, "error").as_str().unwrap_or("-"),
         );
