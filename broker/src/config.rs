@@ -50,6 +50,8 @@ pub struct BrokerConfig {
     pub group: crate::group::GroupConfig,
     /// The transaction coordinator's `transaction.*` configs.
     pub txn: crate::txn::TxnConfig,
+    /// Listeners, TLS, SASL, the authorizer and connection limits.
+    pub security: crate::security::config::SecurityConfig,
     /// Every config that was set explicitly (file or `--set`), for DescribeConfigs.
     pub explicit: BTreeMap<String, String>,
 }
@@ -129,6 +131,7 @@ impl Default for BrokerConfig {
             log_defaults,
             group: crate::group::GroupConfig::default(),
             txn: crate::txn::TxnConfig::default(),
+            security: Default::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -172,6 +175,7 @@ impl BrokerConfig {
         } else {
             match key {
                 "listeners" => {
+                    self.security.set(key, value).map_err(invalid)?;
                     let (host, port) = parse_listener(key, value)?;
                     let host = if host.is_empty() {
                         "0.0.0.0".to_string()
@@ -184,6 +188,7 @@ impl BrokerConfig {
                     }
                 }
                 "advertised.listeners" => {
+                    self.security.set(key, value).map_err(invalid)?;
                     let (host, port) = parse_listener(key, value)?;
                     self.advertised_host = host;
                     self.advertised_port = port;
@@ -242,13 +247,23 @@ impl BrokerConfig {
                     let h: i64 = parse(key, value)?;
                     return self.set("log.roll.ms", &(h.saturating_mul(3_600_000)).to_string());
                 }
-                _ => match self.group.set(key, value).and_then(|done| {
-                    if done {
-                        Ok(true)
-                    } else {
-                        self.txn.set(key, value)
-                    }
-                }) {
+                _ => match self
+                    .group
+                    .set(key, value)
+                    .and_then(|done| {
+                        if done {
+                            Ok(true)
+                        } else {
+                            self.txn.set(key, value)
+                        }
+                    })
+                    .and_then(|done| {
+                        if done {
+                            Ok(true)
+                        } else {
+                            self.security.set(key, value)
+                        }
+                    }) {
                     Ok(true) => {}
                     Ok(false) => return Err(ConfigError::Unknown(key.into())),
                     Err(reason) => return Err(invalid(reason)),
@@ -285,17 +300,6 @@ impl BrokerConfig {
     /// The broker-level value of a config name, for DescribeConfigs on the broker resource.
     pub fn describe(&self) -> Vec<(String, String)> {
         let mut out = vec![
-            (
-                "advertised.listeners".to_string(),
-                format!(
-                    "PLAINTEXT://{}:{}",
-                    self.advertised_host, self.advertised_port
-                ),
-            ),
-            (
-                "listeners".to_string(),
-                format!("PLAINTEXT://{}", self.listen),
-            ),
             ("log.dirs".to_string(), self.data_dir.display().to_string()),
             ("node.id".to_string(), self.node_id.to_string()),
             (
@@ -335,6 +339,7 @@ impl BrokerConfig {
         }
         out.extend(self.group.describe());
         out.extend(self.txn.describe());
+        out.extend(self.security.describe());
         out
     }
 }

@@ -1,20 +1,28 @@
 //! One client connection: read a frame (size prefix checked before buffering), decode, run the
 //! handler, write the response; strictly one request at a time, so responses go out in request
 //! order and a connection never holds more than one request and one response in memory.
+//!
+//! On SASL listeners the connection first authenticates ([`SaslSession`]): until then only
+//! ApiVersions, SaslHandshake and SaslAuthenticate are served, frames are capped at
+//! `sasl.server.max.receive.size`, and anything else closes the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::frame::{self, FrameError};
 use sluice_protocol::request::{self, DecodeError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{self, Ctx};
+use crate::security::sasl::{Authenticated, Refused, SaslSession};
+use crate::server::ListenerInfo;
 use crate::state::Broker;
 
 /// Largest single read into the request buffer; a frame grows the buffer in steps of this size
@@ -54,22 +62,56 @@ fn api_name(k: ApiKey) -> &'static str {
     }
 }
 
+/// Who is on the other end of a connection and how it came in.
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub listener: Arc<ListenerInfo>,
+    /// `User:ANONYMOUS`, the mapped TLS certificate subject, or the SASL user once
+    /// authenticated.
+    pub principal: String,
+    /// On SASL listeners: the exchange (requests other than ApiVersions, SaslHandshake and
+    /// SaslAuthenticate close the connection until it is done).
+    pub sasl: Option<SaslSession>,
+}
+
+impl Peer {
+    fn authenticated(&self) -> bool {
+        self.sasl.as_ref().is_none_or(SaslSession::is_authenticated)
+    }
+}
+
+/// What to do after a request.
+enum Reply {
+    Close,
+    /// No response (produce with acks=0).
+    Nothing,
+    Send(BytesMut),
+    /// A refused authentication: answer, then close.
+    SendThenClose(BytesMut),
+}
+
 /// Serves one connection until the peer closes it, sends something invalid, or shutdown.
-pub async fn serve(
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     broker: Arc<Broker>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: S,
+    mut peer: Peer,
     shutdown: CancellationToken,
 ) {
-    let max = broker.config.socket_request_max_bytes;
+    let addr = peer.addr;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
+        // Before authentication a client may send only small SASL requests.
+        let max = if peer.authenticated() {
+            broker.config.socket_request_max_bytes
+        } else {
+            broker.config.security.sasl_server_max_receive_size
+        };
         let frame = loop {
             match frame::split_frame(&mut buf, max) {
                 Ok(Some(f)) => break f,
                 Ok(None) => {}
                 Err(e @ FrameError::TooLarge { .. }) | Err(e @ FrameError::Negative(_)) => {
-                    tracing::warn!(%peer, error = %e, "closing connection: bad frame size (socket.request.max.bytes)");
+                    tracing::warn!(peer = %addr, error = %e, "closing connection: bad frame size (socket.request.max.bytes, or sasl.server.max.receive.size before authentication)");
                     return;
                 }
             }
@@ -85,51 +127,187 @@ pub async fn serve(
             match read {
                 Ok(0) => {
                     if !buf.is_empty() {
-                        tracing::debug!(%peer, bytes = buf.len(), "connection closed mid-request");
+                        tracing::debug!(peer = %addr, bytes = buf.len(), "connection closed mid-request");
                     }
                     return;
                 }
                 Ok(n) => broker.metrics.bytes_in.inc_by(n as u64),
                 Err(e) => {
-                    tracing::debug!(%peer, error = %e, "read failed");
+                    tracing::debug!(peer = %addr, error = %e, "read failed");
                     return;
                 }
             }
         };
-        let Some(out) = respond(&broker, frame, peer, &shutdown).await else {
-            return;
+        let raw_token = peer
+            .sasl
+            .as_ref()
+            .is_some_and(|s| s.raw_tokens && s.in_exchange());
+        let reply = if raw_token {
+            raw_sasl_token(&broker, &mut peer, &frame).await
+        } else {
+            respond(&broker, frame, &mut peer, &shutdown).await
         };
-        let Some(out) = out else { continue };
+        let (out, close) = match reply {
+            Reply::Close => return,
+            Reply::Nothing => continue,
+            Reply::Send(b) => (b, false),
+            Reply::SendThenClose(b) => (b, true),
+        };
         if let Err(e) = stream.write_all(&out).await {
-            tracing::debug!(%peer, error = %e, "write failed");
+            tracing::debug!(peer = %addr, error = %e, "write failed");
             return;
         }
         broker.metrics.bytes_out.inc_by(out.len() as u64);
+        if close {
+            let _ = stream.flush().await;
+            let _ = stream.shutdown().await;
+            return;
+        }
     }
 }
 
-/// `None`: close the connection. `Some(None)`: no response (acks=0). `Some(Some(bytes))`.
+/// After a refused authentication: wait `failed.authentication.delay.ms` (slowing down
+/// password guessing), as Kafka does before it answers.
+async fn refusal_delay(broker: &Broker, peer: &Peer, r: &Refused) {
+    tracing::info!(peer = %peer.addr, listener = %peer.listener.name, code = r.code, reason = %r.message, "authentication refused");
+    broker.metrics.error("SaslAuthenticate", r.code);
+    let delay = broker.config.security.failed_authentication_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+}
+
+/// A raw SASL token frame (after a v0 SaslHandshake): the reply is a raw frame too.
+async fn raw_sasl_token(broker: &Arc<Broker>, peer: &mut Peer, token: &[u8]) -> Reply {
+    let Some(sasl) = peer.sasl.as_mut() else {
+        return Reply::Close;
+    };
+    match sasl.authenticate(broker, token).await {
+        Ok(Authenticated::Continue(t)) => Reply::Send(raw_frame(&t)),
+        Ok(Authenticated::Done { token, principal }) => {
+            tracing::debug!(peer = %peer.addr, %principal, "authenticated");
+            peer.principal = principal;
+            Reply::Send(raw_frame(&token))
+        }
+        Err(r) => {
+            refusal_delay(broker, peer, &r).await;
+            // The v0 protocol has no way to carry the error: close.
+            Reply::Close
+        }
+    }
+}
+
+fn raw_frame(token: &[u8]) -> BytesMut {
+    let mut b = BytesMut::with_capacity(4 + token.len());
+    b.extend_from_slice(&(token.len() as u32).to_be_bytes());
+    b.extend_from_slice(token);
+    b
+}
+
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Reply {
+    match request::encode_response(api_key, version, correlation_id, body, 256) {
+        Ok(b) => Reply::Send(b),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a SASL response; closing connection");
+            Reply::Close
+        }
+    }
+}
+
+/// SaslHandshake and SaslAuthenticate, which change the connection's state.
+async fn sasl_request(
+    broker: &Arc<Broker>,
+    peer: &mut Peer,
+    version: i16,
+    correlation_id: i32,
+    body: RequestKind,
+) -> Reply {
+    let Some(sasl) = peer.sasl.as_mut() else {
+        // A listener without SASL: Kafka answers ILLEGAL_SASL_STATE and closes.
+        tracing::warn!(peer = %peer.addr, "closing connection: SASL request on a listener without SASL");
+        return Reply::Close;
+    };
+    match body {
+        RequestKind::SaslHandshake(r) => {
+            let enabled = &broker.config.security.sasl_enabled_mechanisms;
+            let mechanisms: Vec<StrBytes> = enabled
+                .iter()
+                .map(|m| StrBytes::from_string(m.clone()))
+                .collect();
+            let result = sasl.handshake(
+                version,
+                r.mechanism.as_str(),
+                enabled,
+                &broker.security.mock,
+            );
+            let code = result.as_ref().err().map_or(0, |r| r.code);
+            let resp = ResponseKind::SaslHandshake(
+                SaslHandshakeResponse::default()
+                    .with_error_code(code)
+                    .with_mechanisms(mechanisms),
+            );
+            match (
+                encode(ApiKey::SaslHandshake, version, correlation_id, &resp),
+                result,
+            ) {
+                (Reply::Send(b), Err(r)) => {
+                    tracing::info!(peer = %peer.addr, reason = %r.message, "SaslHandshake refused");
+                    Reply::SendThenClose(b)
+                }
+                (reply, _) => reply,
+            }
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let (code, message, token, close) = match sasl.authenticate(broker, &r.auth_bytes).await
+            {
+                Ok(Authenticated::Continue(t)) => (0, None, t, false),
+                Ok(Authenticated::Done { token, principal }) => {
+                    tracing::debug!(peer = %peer.addr, %principal, "authenticated");
+                    peer.principal = principal;
+                    (0, None, token, false)
+                }
+                Err(r) => {
+                    refusal_delay(broker, peer, &r).await;
+                    (r.code, Some(r.message), Vec::new(), true)
+                }
+            };
+            let resp = ResponseKind::SaslAuthenticate(
+                SaslAuthenticateResponse::default()
+                    .with_error_code(code)
+                    .with_error_message(message.map(StrBytes::from_string))
+                    .with_auth_bytes(token.into()),
+            );
+            match encode(ApiKey::SaslAuthenticate, version, correlation_id, &resp) {
+                Reply::Send(b) if close => Reply::SendThenClose(b),
+                reply => reply,
+            }
+        }
+        _ => Reply::Close,
+    }
+}
+
 async fn respond(
     broker: &Arc<Broker>,
     frame: bytes::Bytes,
-    peer: SocketAddr,
+    conn: &mut Peer,
     shutdown: &CancellationToken,
-) -> Option<Option<BytesMut>> {
+) -> Reply {
+    let peer = conn.addr;
     let started = Instant::now();
     let (key, version, correlation_id) = match request::peek_header(&frame) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "closing connection: malformed request header");
-            return None;
+            return Reply::Close;
         }
     };
     let Ok(api_key) = ApiKey::try_from(key) else {
         tracing::warn!(%peer, api_key = key, correlation_id, "closing connection: unknown API key");
-        return None;
+        return Reply::Close;
     };
     let Some((min, max)) = handler::supported(api_key) else {
         tracing::warn!(%peer, api = ?api_key, version, "closing connection: API not supported by sluice");
-        return None;
+        return Reply::Close;
     };
     if version < min || version > max {
         if api_key == ApiKey::ApiVersions {
@@ -144,27 +322,40 @@ async fn respond(
                 &body,
                 512,
             ) {
-                Ok(b) => Some(Some(b)),
+                Ok(b) => Reply::Send(b),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot encode ApiVersions fallback");
-                    None
+                    Reply::Close
                 }
             };
         }
         tracing::warn!(%peer, api = ?api_key, version, min, max, "closing connection: unsupported API version");
-        return None;
+        return Reply::Close;
+    }
+    if !conn.authenticated()
+        && !matches!(
+            api_key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        tracing::warn!(%peer, api = ?api_key, "closing connection: request before SASL authentication");
+        return Reply::Close;
     }
     let req = match request::decode_request(frame) {
         Ok(r) => r,
         Err(e @ (DecodeError::Malformed { .. } | DecodeError::TooShort(_))) => {
             tracing::warn!(%peer, error = %e, "closing connection: malformed request");
-            return None;
+            return Reply::Close;
         }
         Err(e) => {
             tracing::warn!(%peer, error = %e, "closing connection");
-            return None;
+            return Reply::Close;
         }
     };
+    if matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+        broker.metrics.requests.with_label_values(&["Other"]).inc();
+        return sasl_request(broker, conn, version, correlation_id, req.body).await;
+    }
     let api = api_name(api_key);
     let client_id = req
         .header
@@ -179,17 +370,19 @@ async fn respond(
         api,
         client_id: &client_id,
         peer,
+        principal: &conn.principal,
+        listener: &conn.listener,
     };
     let response = handler::handle(&ctx, req.body).await;
     broker.metrics.requests.with_label_values(&[api]).inc();
     let out = match response {
-        None => None,
+        None => Reply::Nothing,
         Some(body) => match request::encode_response(api_key, version, correlation_id, &body, 1024)
         {
-            Ok(b) => Some(b),
+            Ok(b) => Reply::Send(b),
             Err(e) => {
                 tracing::error!(%peer, api, version, error = %e, "cannot encode response; closing connection");
-                return None;
+                return Reply::Close;
             }
         },
     };
@@ -198,5 +391,5 @@ async fn respond(
         .latency
         .with_label_values(&[api])
         .observe(started.elapsed().as_secs_f64());
-    Some(out)
+    out
 }

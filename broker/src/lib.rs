@@ -4,8 +4,10 @@
 //! Layout:
 //! - [`config`]: broker configs with Kafka's names;
 //! - [`state`]: the shared [`state::Broker`]: topic registry, fetch sessions, metrics;
-//! - [`server`] and [`connection`]: the listener and one task per connection (frames are
+//! - [`server`] and [`connection`]: the listeners and one task per connection (frames are
 //!   size-checked before they are buffered, requests answered in order);
+//! - [`security`]: listeners' protocols, TLS, SASL, principals, credentials and ACLs;
+//! - [`users`]: `sluice user` on a stopped broker's data dir;
 //! - [`handler`]: one file per Kafka API, and the version table ApiVersions advertises;
 //! - [`producer_ids`]: idempotent producer ids, allocated in persisted blocks;
 //! - [`partition`]: a partition's log and its append actor (group-committed fsyncs);
@@ -19,8 +21,16 @@
 //! config.data_dir = "/tmp/sluice-demo".into();
 //! let broker = sluice_broker::state::Broker::open(config)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9092").await?;
+//! let info = sluice_broker::server::ListenerInfo {
+//!     name: "PLAINTEXT".into(),
+//!     protocol: sluice_broker::security::config::SecurityProtocol::Plaintext,
+//!     bound: listener.local_addr()?,
+//!     advertised_host: "127.0.0.1".into(),
+//!     advertised_port: 9092,
+//! };
+//! let limits = sluice_broker::server::ConnectionLimits::new(&broker);
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! sluice_broker::server::run(broker.clone(), listener, shutdown).await;
+//! sluice_broker::server::run(broker.clone(), listener, info.into(), None, limits, shutdown).await;
 //! broker.close_all();
 //! # Ok(()) }
 //! ```
@@ -39,8 +49,10 @@ pub mod handler;
 pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod topic;
 pub mod transform;
 pub mod txn;
+pub mod users;

@@ -30,9 +30,62 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve(ServeArgs),
+    /// SCRAM users (PLAIN logins check the same credentials) in a stopped broker's data dir.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Client commands: they speak the Kafka protocol to any broker (`--bootstrap`).
     #[command(flatten)]
     Client(sluice_clients::cli::Command),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user or set its password.
+    Create {
+        name: String,
+        #[arg(long, env = "SLUICE_USER_PASSWORD")]
+        password: String,
+        /// SCRAM-SHA-256, SCRAM-SHA-512, or all.
+        #[arg(long, default_value = "all")]
+        mechanism: String,
+        #[arg(long, default_value_t = sluice_broker::users::DEFAULT_ITERATIONS)]
+        iterations: u32,
+        /// The (stopped) broker's data dir.
+        #[arg(long, default_value = "./sluice-data")]
+        data_dir: PathBuf,
+    },
+    /// Delete a user's credentials.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "all")]
+        mechanism: String,
+        #[arg(long, default_value = "./sluice-data")]
+        data_dir: PathBuf,
+    },
+    /// List the users and their mechanisms.
+    List {
+        #[arg(long, default_value = "./sluice-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    use sluice_broker::users;
+    match cmd {
+        UserCommand::Create {
+            name,
+            password,
+            mechanism,
+            iterations,
+            data_dir,
+        } => users::create(&data_dir, &name, &password, &mechanism, iterations),
+        UserCommand::Delete {
+            name,
+            mechanism,
+            data_dir,
+        } => users::delete(&data_dir, &name, &mechanism),
+        UserCommand::List { data_dir } => users::list(&data_dir),
+    }
 }
 
 #[derive(Args, Debug, Default)]
@@ -82,12 +135,18 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         c.set(k.trim(), v.trim())?;
     }
     if let Some(l) = args.listen {
+        // `--listen` moves the first listener (keeping its name and protocol).
         c.listen = l;
+        if let Some(first) = c.security.listeners.first_mut() {
+            first.host = l.ip().to_string();
+            first.port = l.port();
+        }
         if !c.explicit.contains_key("advertised.listeners") {
             c.advertised_host = l.ip().to_string();
             c.advertised_port = l.port();
         }
     }
+    c.security.validate().map_err(anyhow::Error::msg)?;
     if let Some(d) = &args.data_dir {
         c.data_dir = d.clone();
     }
@@ -112,12 +171,74 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(nofile = n, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let bound = listener.local_addr()?;
-    if !config.explicit.contains_key("advertised.listeners") {
-        config.advertised_port = bound.port();
+    // Every listener is bound before the broker opens, so a port conflict fails fast.
+    let mut listeners = Vec::new();
+    for spec in config.security.listeners.clone() {
+        let protocol = config
+            .security
+            .protocol_of(&spec.name)
+            .map_err(anyhow::Error::msg)?;
+        let host = if spec.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            spec.host.as_str()
+        };
+        let addr = format!("{host}:{}", spec.port);
+        let l = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => tokio::net::TcpListener::bind(SocketAddr::new(ip, spec.port)).await,
+            Err(_) => tokio::net::TcpListener::bind(addr.as_str()).await,
+        }
+        .with_context(|| format!("cannot listen on {} ({addr})", spec.name))?;
+        let bound = l.local_addr()?;
+        let advertised = config
+            .security
+            .advertised
+            .iter()
+            .find(|a| a.name == spec.name);
+        let (advertised_host, advertised_port) = match advertised {
+            Some(a) => (a.host.clone(), a.port),
+            None if listeners.is_empty()
+                && config.explicit.contains_key("advertised.listeners") =>
+            {
+                (config.advertised_host.clone(), config.advertised_port)
+            }
+            None => {
+                let host = if bound.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    bound.ip().to_string()
+                };
+                (host, bound.port())
+            }
+        };
+        let tls = if protocol.tls() {
+            Some(
+                sluice_broker::security::tls::acceptor(&config.security.ssl)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("listener {}", spec.name))?,
+            )
+        } else {
+            None
+        };
+        listeners.push((
+            l,
+            server::ListenerInfo {
+                name: spec.name.clone(),
+                protocol,
+                bound,
+                advertised_host,
+                advertised_port,
+            },
+            tls,
+        ));
+    }
+    let bound = listeners
+        .first()
+        .map(|(_, i, _)| i.bound)
+        .context("no listener")?;
+    if let Some((_, first, _)) = listeners.first() {
+        config.advertised_host = first.advertised_host.clone();
+        config.advertised_port = first.advertised_port;
     }
     let admin_listener = match config.admin_listen {
         Some(a) => Some(
@@ -141,9 +262,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Stored transforms resume once the coordinators are up.
     broker.start_transforms(shutdown.clone()).await;
-    let kafka = tokio::spawn(server::run(Arc::clone(&broker), listener, shutdown.clone()));
+    let limits = server::ConnectionLimits::new(&broker);
+    let mut kafka = tokio::task::JoinSet::new();
+    let mut described = Vec::new();
+    for (l, info, tls) in listeners {
+        described.push(format!("{}://{}", info.name, info.bound));
+        kafka.spawn(server::run(
+            Arc::clone(&broker),
+            l,
+            Arc::new(info),
+            tls,
+            Arc::clone(&limits),
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(
         kafka = %bound,
+        listeners = %described.join(","),
         admin = %admin_addr.map_or("off".to_string(), |a| a.to_string()),
         data_dir = %broker.config.data_dir.display(),
         topics = broker.topics().len(),
@@ -152,7 +287,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     shutdown.cancel();
-    let _ = kafka.await;
+    while kafka.join_next().await.is_some() {}
     while tasks.join_next().await.is_some() {}
     let b = Arc::clone(&broker);
     tokio::task::spawn_blocking(move || b.close_all()).await?;
@@ -198,6 +333,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             None => serve(ServeArgs::default()).await,
             Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::User(cmd)) => tokio::task::block_in_place(|| user(cmd)),
             Some(Command::Client(cmd)) => sluice_clients::cli::run(cmd).await,
         }
     });

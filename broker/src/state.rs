@@ -48,6 +48,8 @@ pub struct Broker {
     transforms: OnceLock<Arc<crate::transform::TransformManager>>,
     /// Idempotent producer ids (InitProducerId), unique across restarts.
     pub producer_ids: ProducerIdManager,
+    /// SCRAM credentials, ACLs and the authorizer (`<data-dir>/__security/`).
+    pub security: crate::security::Security,
     /// Held for the broker's lifetime: a second broker on this data dir is refused.
     _lock: File,
 }
@@ -111,7 +113,9 @@ impl Broker {
             }
         }
         let producer_ids = ProducerIdManager::open(&dir)?;
+        let security = crate::security::Security::open(&config.security, &dir)?;
         let broker = Arc::new(Broker {
+            security,
             producer_ids,
             metrics: Metrics::new(),
             fetch_sessions: Mutex::new(FetchSessionCache::new(

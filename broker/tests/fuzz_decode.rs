@@ -206,6 +206,14 @@ fn body_for(key: ApiKey) -> RequestKind {
             kafka_protocol::messages::ListTransactionsRequest::default()
                 .with_state_filters(vec![StrBytes::from_static_str("Ongoing")]),
         ),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL")),
+        ),
         other => panic!("no seed for {other:?}"),
     }
 }

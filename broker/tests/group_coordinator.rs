@@ -131,6 +131,7 @@ async fn every_group_api_answers_every_version() -> TestResult {
     let c = Caller {
         broker: open(dir.path())?,
         shutdown: CancellationToken::new(),
+        listener: common::test_listener(),
     };
     c.broker
         .create_topic("t", 2, Default::default(), false)
@@ -403,6 +404,7 @@ async fn groups_and_offsets_come_back_after_a_crash() -> TestResult {
         let c = Caller {
             broker: open(dir.path())?,
             shutdown: CancellationToken::new(),
+            listener: common::test_listener(),
         };
         c.broker
             .create_topic("t", 1, Default::default(), false)
@@ -442,6 +444,7 @@ async fn groups_and_offsets_come_back_after_a_crash() -> TestResult {
     let c = Caller {
         broker: open(dir.path())?,
         shutdown: CancellationToken::new(),
+        listener: common::test_listener(),
     };
     for (i, g) in groups.iter().enumerate() {
         let req = OffsetFetchRequest::default()

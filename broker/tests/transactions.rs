@@ -203,6 +203,7 @@ async fn caller(dir: &std::path::Path) -> Result<Caller, Box<dyn std::error::Err
     let c = Caller {
         broker: open(dir)?,
         shutdown: CancellationToken::new(),
+        listener: common::test_listener(),
     };
     if c.broker.topic("t").is_none() {
         c.broker

@@ -12,8 +12,8 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClus
         .with_controller_id(BrokerId(c.node_id))
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(c.node_id))
-            .with_host(sb(c.advertised_host.clone()))
-            .with_port(c.advertised_port as i32)])
+            .with_host(sb(ctx.listener.advertised_host.clone()))
+            .with_port(ctx.listener.advertised_port as i32)])
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             super::metadata::CLUSTER_OPERATIONS
         } else {

@@ -65,8 +65,8 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCo
                 match &result {
                     Ok(()) => found
                         .with_node_id(BrokerId(c.node_id))
-                        .with_host(sb(c.advertised_host.clone()))
-                        .with_port(c.advertised_port as i32),
+                        .with_host(sb(ctx.listener.advertised_host.clone()))
+                        .with_port(ctx.listener.advertised_port as i32),
                     Err((e, message)) => found
                         .with_node_id(BrokerId(-1))
                         .with_host(sb(""))
@@ -81,8 +81,8 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCo
     match result {
         Ok(()) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(c.node_id))
-            .with_host(sb(c.advertised_host.clone()))
-            .with_port(c.advertised_port as i32),
+            .with_host(sb(ctx.listener.advertised_host.clone()))
+            .with_port(ctx.listener.advertised_port as i32),
         Err((e, message)) => FindCoordinatorResponse::default()
             .with_error_code(e.code())
             .with_error_message((ctx.version >= 1).then(|| sb(message)))

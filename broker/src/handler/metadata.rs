@@ -171,8 +171,8 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(b.config.node_id))
-            .with_host(sb(b.config.advertised_host.clone()))
-            .with_port(b.config.advertised_port as i32)])
+            .with_host(sb(ctx.listener.advertised_host.clone()))
+            .with_port(ctx.listener.advertised_port as i32)])
         .with_cluster_id(if ctx.version >= 2 {
             Some(sb(b.cluster_id.clone()))
         } else {

@@ -83,6 +83,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // Served by the connection itself (they change its state), not by `handle`.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The version range served for `api_key`, if any.
@@ -104,6 +107,10 @@ pub struct Ctx<'a> {
     pub client_id: &'a str,
     /// The client's address.
     pub peer: std::net::SocketAddr,
+    /// Who the client is (`User:ANONYMOUS` when not authenticated), for the authorizer.
+    pub principal: &'a str,
+    /// The listener the request came in on (Metadata advertises its address).
+    pub listener: &'a crate::server::ListenerInfo,
 }
 
 /// Runs the handler for a decoded request. `None`: no response is sent (produce acks=0).

@@ -110,8 +110,10 @@ impl Session {
             true,
         )
         .await?;
-        // Appends are queued on every partition first, then awaited; the markers' fsyncs make
-        // them durable, so they need none of their own.
+        // Appends are queued on every partition first (durable: a commit decision must never
+        // be durable while its outputs are not, or a power failure between the Prepare record
+        // and the markers would lose them), then awaited together with the offsets commit,
+        // so their fsyncs and the offsets' run as one round.
         let mut pending = Vec::new();
         for ((topic, p), recs) in outputs {
             if recs.is_empty() {
@@ -126,18 +128,21 @@ impl Session {
                     encode(chunk, Some(self.producer), Some(*seq)).map_err(SessionError::Other)?;
                 *seq = seq.wrapping_add(chunk.len() as i32) & i32::MAX;
                 let queued = partition
-                    .submit(batch, false)
+                    .submit(batch, true)
                     .await
                     .map_err(|e| SessionError::Other(e.to_string()))?;
                 pending.push(queued);
             }
         }
-        for p in pending {
-            p.wait()
-                .await
-                .map_err(|e| SessionError::Other(e.to_string()))?;
-        }
-        crate::failpoint::hit("transform.commit.after_outputs");
+        let outputs_written = async {
+            for p in pending {
+                p.wait()
+                    .await
+                    .map_err(|e| SessionError::Other(e.to_string()))?;
+            }
+            crate::failpoint::hit("transform.commit.after_outputs");
+            Ok::<(), SessionError>(())
+        };
         let now = now_ms();
         let records = offsets
             .iter()
@@ -153,8 +158,18 @@ impl Session {
                 }),
             })
             .collect();
-        crate::txn::offsets::commit(broker, &id, self.producer, &self.group, None, records, true)
-            .await?;
+        let offsets_written = crate::txn::offsets::commit(
+            broker,
+            &id,
+            self.producer,
+            &self.group,
+            None,
+            records,
+            true,
+        );
+        let (outputs_written, offsets_written) = tokio::join!(outputs_written, offsets_written);
+        outputs_written?;
+        offsets_written?;
         crate::failpoint::hit("transform.commit.after_offsets");
         txns.end_txn(broker, &id, self.producer.0, self.producer.1, true, true)
             .await?;

@@ -164,6 +164,18 @@ impl TransactionCoordinator {
         id: &str,
         m: Option<&TxnMetadata>,
     ) -> Result<(), ResponseError> {
+        self.persist_with(broker, id, m, true).await
+    }
+
+    /// Writes `m` (or a tombstone) for `id`; without `durable`, the next durable write to the
+    /// same `__transaction_state` partition (or the periodic flush) makes it durable.
+    async fn persist_with(
+        &self,
+        broker: &Arc<Broker>,
+        id: &str,
+        m: Option<&TxnMetadata>,
+        durable: bool,
+    ) -> Result<(), ResponseError> {
         self.ensure_topic(broker).await?;
         let index = partition_for(id, self.partitions);
         let Some(partition) = broker.partition(TRANSACTION_STATE_TOPIC, index) else {
@@ -173,7 +185,7 @@ impl TransactionCoordinator {
             tracing::error!(error = %e, "cannot encode a transaction state record");
             ResponseError::UnknownServerError
         })?;
-        let pending = partition.submit(batch, true).await.map_err(|e| {
+        let pending = partition.submit(batch, durable).await.map_err(|e| {
             tracing::error!(error = %e, "transaction state append refused");
             ResponseError::CoordinatorNotAvailable
         })?;
@@ -448,7 +460,12 @@ impl TransactionCoordinator {
         next.state = done;
         next.partitions.clear();
         next.start_ms = -1;
-        self.transition(broker, id, m, next).await?;
+        next.last_update_ms = now_ms();
+        // The markers are durable, so the outcome is: the Complete record need not wait for
+        // an fsync. Lost in a power failure, it leaves the Prepare record, and recovery writes
+        // the same markers again (a repeated marker changes nothing) before completing.
+        self.persist_with(broker, id, Some(&next), false).await?;
+        *m = next;
         broker.metrics.txn_completed(marker == MarkerType::Commit);
         Ok(())
     }

@@ -15,6 +15,18 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Caller {
     pub(crate) broker: Arc<Broker>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) listener: sluice_broker::server::ListenerInfo,
+}
+
+/// The listener in-process calls pretend to come in on.
+pub(crate) fn test_listener() -> sluice_broker::server::ListenerInfo {
+    sluice_broker::server::ListenerInfo {
+        name: "PLAINTEXT".into(),
+        protocol: sluice_broker::security::config::SecurityProtocol::Plaintext,
+        bound: "127.0.0.1:9092".parse().expect("address"),
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9092,
+    }
 }
 
 impl Caller {
@@ -33,6 +45,8 @@ impl Caller {
             api: "test",
             client_id: "tester",
             peer,
+            principal: "User:ANONYMOUS",
+            listener: &self.listener,
         };
         let response = tokio::time::timeout(Duration::from_secs(20), handler::handle(&ctx, body))
             .await
