@@ -1,6 +1,5 @@
 //! The server's half of the SCRAM nonce.
 
-use base64::Engine as _;
 use rand::RngCore;
 
 use super::error::ScramError;
@@ -21,7 +20,7 @@ const NONCE_BYTES_MAX: usize = 256;
 pub struct ServerNonce(String);
 
 impl ServerNonce {
-    /// Draws a fresh nonce: 24 random bytes in base64 (printable and comma-free).
+    /// Draws a fresh nonce: 32 random alphanumeric characters.
     pub fn generate(rng: &mut dyn RngCore) -> ServerNonce {
         ServerNonce(random_nonce(rng))
     }
@@ -41,11 +40,14 @@ impl ServerNonce {
     }
 }
 
-/// 24 random bytes in base64: a nonce for either side of the exchange.
+/// 32 random alphanumeric characters: a nonce for either side of the exchange.
 pub(crate) fn random_nonce(rng: &mut dyn RngCore) -> String {
-    let mut bytes = [0u8; NONCE_RANDOM_BYTES];
-    rng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    // Alphanumeric, as Kafka's ScramFormatter makes them: librdkafka 2.0 (Debian's kcat)
+    // mangles a server nonce holding base64's `+`, `/` or `=` and then fails its own proof.
+    use rand::Rng as _;
+    (0..NONCE_RANDOM_BYTES + 8)
+        .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+        .collect()
 }
 
 #[cfg(test)]

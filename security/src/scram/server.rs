@@ -200,7 +200,11 @@ impl ScramServer {
         if fin.channel_binding != awaiting.gs2_header.as_bytes() {
             return Err(ScramError::ChannelBindingMismatch);
         }
-        if fin.nonce != awaiting.combined_nonce {
+        // Kafka's ScramSaslServer accepts a final nonce that *ends with* the combined nonce,
+        // and librdkafka up to 2.0 (Debian's kcat) sends the client nonce twice
+        // (`r=<client nonce><client nonce><server nonce>`). The proof still binds the exact
+        // message, so this is as safe as equality.
+        if !fin.nonce.ends_with(awaiting.combined_nonce.as_str()) {
             return Err(ScramError::NonceMismatch);
         }
         let invalid_length = ScramError::InvalidProofLength {
@@ -552,6 +556,16 @@ mod tests {
                 "nonce {bad_nonce}"
             );
         }
+
+        // librdkafka 2.0 repeats the client nonce in front; Kafka accepts that (the final
+        // nonce ends with the combined one) and so do we, when the proof is right.
+        let (mut s, bare, first, nonce) = up_to_final(m, &lookup, "alice")?;
+        let doubled = format!("clientnonce{nonce}");
+        let fin = forge(m, "right", salt, "n,,", &bare, &first, &doubled);
+        assert!(matches!(
+            s.step(fin.as_bytes(), &lookup),
+            Ok(ScramServerStep::Success(_))
+        ));
 
         // An AuthMessage the server did not see: a proof computed over a different bare.
         let (mut s, _, first, nonce) = up_to_final(m, &lookup, "alice")?;
