@@ -163,7 +163,7 @@ impl SaslSession {
                             principal: format!("User:{}", s.username),
                         })
                     }
-                    Err(e) => Err(failed(format!("Authentication failed: {e}"))),
+                    Err(e) => Err(failed(e.to_string())),
                 }
             }
             State::AwaitingHandshake => Err(Refused {
