@@ -408,3 +408,41 @@ def test_bad_security_configs_fail_at_start(broker_factory, pki):
     b = broker_factory(sets={"ssl.client.auth": "required"}, start=False)
     r = subprocess.run(b.command(), capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "ssl.truststore.location" in r.stderr, r.stderr
+
+
+def test_admin_api_token(broker_factory, tmp_path):
+    """With admin.token set, the admin API answers only requests carrying it (except /health);
+    an admin listener off loopback without a token is refused at start."""
+    import urllib.error
+    import urllib.request
+    b = broker_factory(sets={"admin.token": "s3cret-token"})
+    base = f"http://{b.admin}"
+
+    def get(path, token=None):
+        req = urllib.request.Request(base + path)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+    assert get("/health") == 200
+    assert get("/metrics") == 401
+    assert get("/v1/transforms") == 401
+    assert get("/v1/transforms", "wrong") == 401
+    assert get("/v1/transforms", "s3cret-token") == 200
+    assert get("/metrics", "s3cret-token") == 200
+    run = lambda *extra: subprocess.run(  # noqa: E731
+        [str(sluice_bin()), "transform", "list", "--admin", base, *extra],
+        capture_output=True, text=True, timeout=30)
+    r = run()
+    assert r.returncode != 0 and "401" in r.stderr, r.stderr
+    r = run("--admin-token", "s3cret-token")
+    assert r.returncode == 0, r.stderr
+    # Off loopback, no token: refused.
+    open_admin = broker_factory(start=False)
+    cmd = open_admin.command()
+    cmd[cmd.index("--admin-listen") + 1] = "0.0.0.0:0"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "admin.token" in r.stderr, r.stderr

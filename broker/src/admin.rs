@@ -1,5 +1,9 @@
 //! The admin HTTP listener: Prometheus `/metrics`, `/health`, and the transforms API
 //! (`/v1/transforms`, see [`crate::transform::http`]).
+//!
+//! It binds loopback by default. With `admin.token` set, every route but `/health` needs
+//! `Authorization: Bearer <token>`; bound to any other address the broker refuses to start
+//! without a token.
 
 use std::sync::Arc;
 
@@ -72,11 +76,41 @@ async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     }
 }
 
+/// Checks the bearer token (constant time) when `admin.token` is set.
+async fn require_token(
+    State(broker): State<Arc<Broker>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(token) = &broker.config.security.admin_token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into();
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(serde_json::json!({"error": "missing or wrong admin token"})),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/health", get(health))
         .merge(crate::transform::http::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&broker),
+            require_token,
+        ))
+        .route("/health", get(health))
         .with_state(broker)
 }
 

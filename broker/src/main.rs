@@ -240,6 +240,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.advertised_host = first.advertised_host.clone();
         config.advertised_port = first.advertised_port;
     }
+    if let Some(a) = config.admin_listen {
+        if !a.ip().is_loopback() && config.security.admin_token.is_none() {
+            anyhow::bail!(
+                "the admin listener {a} is not on loopback: set admin.token (clients send it as \
+                 `Authorization: Bearer`, `sluice transform --admin-token`), or bind it to 127.0.0.1"
+            );
+        }
+    }
     let admin_listener = match config.admin_listen {
         Some(a) => Some(
             tokio::net::TcpListener::bind(a)

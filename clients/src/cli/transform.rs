@@ -17,6 +17,15 @@ pub struct AdminArgs {
         env = "SLUICE_ADMIN"
     )]
     pub admin: String,
+    /// The admin API's bearer token (`admin.token`; required when the broker's admin
+    /// listener is not on loopback).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
 }
 
 /// In-broker transforms.
@@ -68,15 +77,20 @@ pub enum TransformCommand {
 
 /// One HTTP call; the broker's JSON answer, or its `error` as the failure.
 async fn call(
+    token: &Option<String>,
     method: &'static str,
     url: String,
     body: Option<String>,
 ) -> anyhow::Result<Option<serde_json::Value>> {
+    let token = token.clone();
     tokio::task::spawn_blocking(move || {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(60))
             .build();
-        let req = agent.request(method, &url);
+        let mut req = agent.request(method, &url);
+        if let Some(t) = &token {
+            req = req.set("authorization", &format!("Bearer {t}"));
+        }
         let result = match body {
             Some(b) => req.set("content-type", "application/yaml").send_string(&b),
             None => req.call(),
@@ -158,13 +172,15 @@ pub async fn run(cmd: TransformCommand) -> anyhow::Result<()> {
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };
-            let v = call("POST", base(&admin), Some(yaml)).await?;
+            let v = call(&admin.admin_token, "POST", base(&admin), Some(yaml)).await?;
             if let Some(v) = v {
                 println!("deployed {}", field(&v, "name").as_str().unwrap_or("?"));
             }
         }
         TransformCommand::List { json, admin } => {
-            let v = call("GET", base(&admin), None).await?.unwrap_or_default();
+            let v = call(&admin.admin_token, "GET", base(&admin), None)
+                .await?
+                .unwrap_or_default();
             if json {
                 println!("{v}");
                 return Ok(());
@@ -184,9 +200,14 @@ pub async fn run(cmd: TransformCommand) -> anyhow::Result<()> {
             }
         }
         TransformCommand::Describe { name, json, admin } => {
-            let v = call("GET", format!("{}/{name}", base(&admin)), None)
-                .await?
-                .unwrap_or_default();
+            let v = call(
+                &admin.admin_token,
+                "GET",
+                format!("{}/{name}", base(&admin)),
+                None,
+            )
+            .await?
+            .unwrap_or_default();
             if json {
                 println!("{v}");
             } else {
@@ -195,6 +216,7 @@ pub async fn run(cmd: TransformCommand) -> anyhow::Result<()> {
         }
         TransformCommand::Pause { name, admin } => {
             call(
+                &admin.admin_token,
                 "POST",
                 format!("{}/{name}/pause", base(&admin)),
                 Some(String::new()),
@@ -204,6 +226,7 @@ pub async fn run(cmd: TransformCommand) -> anyhow::Result<()> {
         }
         TransformCommand::Resume { name, admin } => {
             call(
+                &admin.admin_token,
                 "POST",
                 format!("{}/{name}/resume", base(&admin)),
                 Some(String::new()),
@@ -212,7 +235,13 @@ pub async fn run(cmd: TransformCommand) -> anyhow::Result<()> {
             println!("resumed {name}");
         }
         TransformCommand::Delete { name, admin } => {
-            call("DELETE", format!("{}/{name}", base(&admin)), None).await?;
+            call(
+                &admin.admin_token,
+                "DELETE",
+                format!("{}/{name}", base(&admin)),
+                None,
+            )
+            .await?;
             println!("deleted {name}");
         }
     }
