@@ -54,8 +54,8 @@ def pki(tmp_path_factory):
     return paths
 
 
-def create_users(broker):
-    for user, password in PASSWORDS.items():
+def create_users(broker, extra: dict | None = None):
+    for user, password in {**PASSWORDS, **(extra or {})}.items():
         r = subprocess.run([str(sluice_bin()), "user", "create", user, "--password", password,
                             "--data-dir", str(broker.data_dir)], capture_output=True, text=True,
                            timeout=60)
@@ -63,7 +63,8 @@ def create_users(broker):
         assert "SCRAM-SHA-256" in r.stdout and "SCRAM-SHA-512" in r.stdout, r.stdout
 
 
-def secured_broker(broker_factory, pki, protocol: str, extra: dict | None = None):
+def secured_broker(broker_factory, pki, protocol: str, extra: dict | None = None,
+                   users: dict | None = None):
     """A broker whose first listener speaks `protocol`, plus a SASL_PLAINTEXT listener for the
     raw-socket tests; returns (broker, sasl_plaintext_port)."""
     raw_port = free_port()
@@ -77,7 +78,7 @@ def secured_broker(broker_factory, pki, protocol: str, extra: dict | None = None
     }
     sets.update(extra or {})
     b = broker_factory(sets=sets, start=False)
-    create_users(b)
+    create_users(b, users)
     b.start()
     return b, raw_port
 
@@ -446,3 +447,78 @@ def test_admin_api_token(broker_factory, tmp_path):
     cmd[cmd.index("--admin-listen") + 1] = "0.0.0.0:0"
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "admin.token" in r.stderr, r.stderr
+
+
+def test_acls_with_real_clients(broker_factory, pki, unique_topic):
+    """authorizer.enabled with a super user: ACLs created through confluent-kafka's AdminClient
+    (CreateAcls over SASL_SSL) decide what alice and bob may do, with Kafka's error codes, and
+    survive a restart."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                       AclPermissionType, NewTopic, ResourcePatternType,
+                                       ResourceType)
+    broker, _ = secured_broker(broker_factory, pki, "SASL_SSL", {
+        "authorizer.enabled": "true", "super.users": "User:admin",
+        "auto.create.topics.enable": "false"}, users={"admin": "admin-pw"})
+    conf = lambda user, pw: sasl_conf(broker, pki, "SCRAM-SHA-256", user, pw)  # noqa: E731
+    admin = AdminClient(conf("admin", "admin-pw"))
+    mine, other, prefixed = unique_topic("mine"), unique_topic("other"), "pre-" + unique_topic("x")
+    for t in (mine, other, prefixed):
+        admin.create_topics([NewTopic(t, 1)])[t].result(30)
+
+    def acl(principal, op, topic, pattern=ResourcePatternType.LITERAL,
+            perm=AclPermissionType.ALLOW, rtype=ResourceType.TOPIC):
+        return AclBinding(rtype, topic, pattern, principal, "*", op, perm)
+    bindings = [
+        acl("User:alice", AclOperation.WRITE, mine),
+        acl("User:alice", AclOperation.READ, mine),
+        acl("User:alice", AclOperation.WRITE, "pre-", ResourcePatternType.PREFIXED),
+        acl("User:alice", AclOperation.READ, "g-", ResourcePatternType.PREFIXED,
+            rtype=ResourceType.GROUP),
+        acl("User:bob", AclOperation.ALL, mine),
+        acl("User:bob", AclOperation.WRITE, mine, perm=AclPermissionType.DENY),
+    ]
+    for f in admin.create_acls(bindings).values():
+        f.result(30)
+    got = admin.describe_acls(AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,
+                                               None, None, AclOperation.ANY,
+                                               AclPermissionType.ANY)).result(30)
+    assert len(got) == len(bindings), got
+
+    def produce(user, pw, topic):
+        errors = []
+        p = Producer({**conf(user, pw), "message.timeout.ms": 8000, "enable.idempotence": False})
+        p.produce(topic, b"x", on_delivery=lambda err, _m: errors.append(err))
+        p.flush(15)
+        return errors[0].code() if errors and errors[0] else KafkaError.NO_ERROR
+
+    def check():
+        assert produce("alice", PASSWORDS["alice"], mine) == KafkaError.NO_ERROR
+        assert produce("alice", PASSWORDS["alice"], prefixed) == KafkaError.NO_ERROR
+        assert produce("alice", PASSWORDS["alice"], other) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert produce("bob", PASSWORDS["bob"], mine) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert produce("admin", "admin-pw", other) == KafkaError.NO_ERROR
+        # Metadata shows alice only what she may describe.
+        seen = set(AdminClient(conf("alice", PASSWORDS["alice"])).list_topics(timeout=10).topics)
+        assert mine in seen and prefixed in seen and other not in seen, seen
+    check()
+    # alice's consumer in group g-1 reads her topic; in group h-1 she is refused (30).
+    c = Consumer({**conf("alice", PASSWORDS["alice"]), "group.id": "h-1",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([mine])
+    err = None
+    deadline = time.monotonic() + 20
+    while err is None and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error():
+            err = m.error().code()
+    c.close()
+    assert err == KafkaError.GROUP_AUTHORIZATION_FAILED, err
+    # No ACL management for alice: CLUSTER_AUTHORIZATION_FAILED.
+    alice_admin = AdminClient(conf("alice", PASSWORDS["alice"]))
+    grab = acl("User:alice", AclOperation.ALL, other)
+    with pytest.raises(KafkaException) as e:
+        alice_admin.create_acls([grab])[grab].result(30)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    broker.restart(clean=False)
+    check()

@@ -30,7 +30,8 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve(ServeArgs),
-    /// SCRAM users (PLAIN logins check the same credentials) in a stopped broker's data dir.
+    /// SCRAM users (PLAIN logins check the same credentials): through a running broker
+    /// (`--bootstrap`) or in a stopped broker's data dir (`--data-dir`).
     #[command(subcommand)]
     User(UserCommand),
     /// Client commands: they speak the Kafka protocol to any broker (`--bootstrap`).
@@ -38,53 +39,108 @@ enum Command {
     Client(sluice_clients::cli::Command),
 }
 
+/// Where `sluice user` makes its changes.
+#[derive(Args, Debug)]
+struct UserTarget {
+    /// A running broker (Describe/AlterUserScramCredentials through the Kafka API).
+    #[arg(
+        long,
+        short = 'b',
+        value_name = "HOST:PORT",
+        conflicts_with = "data_dir"
+    )]
+    bootstrap: Option<String>,
+    /// A stopped broker's data dir (the way to create the first user) [default: ./sluice-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl UserTarget {
+    fn online(&self) -> Option<sluice_clients::cli::ConnectionArgs> {
+        self.bootstrap
+            .as_ref()
+            .map(|b| sluice_clients::cli::ConnectionArgs {
+                bootstrap: b.clone(),
+                request_timeout_ms: 30_000,
+            })
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./sluice-data"))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum UserCommand {
     /// Create a user or set its password.
     Create {
         name: String,
-        #[arg(long, env = "SLUICE_USER_PASSWORD")]
+        #[arg(long, env = "SLUICE_USER_PASSWORD", hide_env_values = true)]
         password: String,
         /// SCRAM-SHA-256, SCRAM-SHA-512, or all.
         #[arg(long, default_value = "all")]
         mechanism: String,
         #[arg(long, default_value_t = sluice_broker::users::DEFAULT_ITERATIONS)]
         iterations: u32,
-        /// The (stopped) broker's data dir.
-        #[arg(long, default_value = "./sluice-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: UserTarget,
     },
     /// Delete a user's credentials.
     Delete {
         name: String,
         #[arg(long, default_value = "all")]
         mechanism: String,
-        #[arg(long, default_value = "./sluice-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: UserTarget,
     },
     /// List the users and their mechanisms.
     List {
-        #[arg(long, default_value = "./sluice-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: UserTarget,
+        /// JSON output (online only).
+        #[arg(long)]
+        json: bool,
     },
 }
 
-fn user(cmd: UserCommand) -> anyhow::Result<()> {
+async fn user(cmd: UserCommand) -> anyhow::Result<()> {
     use sluice_broker::users;
+    use sluice_clients::cli::user as online;
     match cmd {
         UserCommand::Create {
             name,
             password,
             mechanism,
             iterations,
-            data_dir,
-        } => users::create(&data_dir, &name, &password, &mechanism, iterations),
+            target,
+        } => match target.online() {
+            Some(c) => {
+                let m = online::parse_mechanisms(&mechanism)?;
+                online::create(&c, &name, &password, &m, iterations).await
+            }
+            None => tokio::task::block_in_place(|| {
+                users::create(&target.data_dir(), &name, &password, &mechanism, iterations)
+            }),
+        },
         UserCommand::Delete {
             name,
             mechanism,
-            data_dir,
-        } => users::delete(&data_dir, &name, &mechanism),
-        UserCommand::List { data_dir } => users::list(&data_dir),
+            target,
+        } => match target.online() {
+            Some(c) => {
+                let m = online::parse_mechanisms(&mechanism)?;
+                online::delete(&c, &name, &m).await
+            }
+            None => {
+                tokio::task::block_in_place(|| users::delete(&target.data_dir(), &name, &mechanism))
+            }
+        },
+        UserCommand::List { target, json } => match target.online() {
+            Some(c) => online::list(&c, json).await,
+            None => tokio::task::block_in_place(|| users::list(&target.data_dir())),
+        },
     }
 }
 
@@ -297,6 +353,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     while kafka.join_next().await.is_some() {}
     while tasks.join_next().await.is_some() {}
+    if let Some(t) = broker.transforms() {
+        // Their reads must end before the logs close.
+        t.wait_stopped().await;
+    }
     let b = Arc::clone(&broker);
     tokio::task::spawn_blocking(move || b.close_all()).await?;
     tracing::info!("clean shutdown complete");
@@ -341,7 +401,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             None => serve(ServeArgs::default()).await,
             Some(Command::Serve(args)) => serve(args).await,
-            Some(Command::User(cmd)) => tokio::task::block_in_place(|| user(cmd)),
+            Some(Command::User(cmd)) => user(cmd).await,
             Some(Command::Client(cmd)) => sluice_clients::cli::run(cmd).await,
         }
     });

@@ -214,6 +214,68 @@ fn body_for(key: ApiKey) -> RequestKind {
             kafka_protocol::messages::SaslAuthenticateRequest::default()
                 .with_auth_bytes(Bytes::from_static(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL")),
         ),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            kafka_protocol::messages::DescribeAclsRequest::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(StrBytes::from_static_str("t")))
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::CreateAcls => {
+            use kafka_protocol::messages::create_acls_request::AclCreation;
+            RequestKind::CreateAcls(
+                kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![
+                    AclCreation::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_resource_pattern_type(3)
+                        .with_principal(StrBytes::from_static_str("User:alice"))
+                        .with_host(StrBytes::from_static_str("*"))
+                        .with_operation(3)
+                        .with_permission_type(3),
+                ]),
+            )
+        }
+        ApiKey::DeleteAcls => {
+            use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+            RequestKind::DeleteAcls(
+                kafka_protocol::messages::DeleteAclsRequest::default().with_filters(vec![
+                    DeleteAclsFilter::default()
+                        .with_resource_type_filter(1)
+                        .with_pattern_type_filter(1)
+                        .with_principal_filter(Some(StrBytes::from_static_str("User:alice")))
+                        .with_operation(1)
+                        .with_permission_type(1),
+                ]),
+            )
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+            RequestKind::DescribeUserScramCredentials(
+                kafka_protocol::messages::DescribeUserScramCredentialsRequest::default()
+                    .with_users(Some(vec![
+                        UserName::default().with_name(StrBytes::from_static_str("alice"))
+                    ])),
+            )
+        }
+        ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_request::{
+                ScramCredentialDeletion, ScramCredentialUpsertion,
+            };
+            RequestKind::AlterUserScramCredentials(
+                kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
+                    .with_deletions(vec![ScramCredentialDeletion::default()
+                        .with_name(StrBytes::from_static_str("bob"))
+                        .with_mechanism(1)])
+                    .with_upsertions(vec![ScramCredentialUpsertion::default()
+                        .with_name(StrBytes::from_static_str("alice"))
+                        .with_mechanism(2)
+                        .with_iterations(4096)
+                        .with_salt(Bytes::from_static(b"salt"))
+                        .with_salted_password(Bytes::from_static(&[7; 64]))]),
+            )
+        }
         other => panic!("no seed for {other:?}"),
     }
 }

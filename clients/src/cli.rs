@@ -1,5 +1,6 @@
 //! The client subcommands of the `sluice` binary: `topic`, `produce`, `consume`, `bench`,
-//! `group` and `txn`.
+//! `group`, `txn`, `transform` and `acl`; [`user`] holds the online SCRAM user commands
+//! (`create`, `delete`, `list`) the binary's `user` subcommand calls.
 //!
 //! Mount [`Command`] in a clap parser (`#[command(flatten)]` or as a variant's subcommand) and
 //! hand the parsed value to [`run`].
@@ -10,6 +11,7 @@ use clap::{Args, Subcommand};
 
 use crate::{Client, ClientConfig, ConnectionConfig};
 
+pub mod acl;
 pub mod args;
 pub mod baseline;
 pub mod bench;
@@ -22,7 +24,9 @@ pub mod template;
 pub mod topic;
 pub mod transform;
 pub mod txn;
+pub mod user;
 
+pub use acl::AclCommand;
 pub use bench::BenchCommand;
 pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
@@ -69,6 +73,10 @@ pub enum Command {
     /// describe, pause, resume, delete.
     #[command(subcommand)]
     Transform(TransformCommand),
+    /// ACLs (the broker's authorizer must be enabled): list, add, remove, as Kafka's
+    /// `kafka-acls.sh`.
+    #[command(subcommand)]
+    Acl(AclCommand),
 }
 
 /// Where and how to connect; every subcommand takes these.
@@ -112,6 +120,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Group(cmd) => group::run(cmd).await,
         Command::Txn(cmd) => txn::run(cmd).await,
         Command::Transform(cmd) => transform::run(cmd).await,
+        Command::Acl(cmd) => acl::run(cmd).await,
     }
 }
 
@@ -154,6 +163,19 @@ mod tests {
             &["group", "delete", "g"],
             &["txn", "list"],
             &["txn", "describe", "x"],
+            &["acl", "list"],
+            &[
+                "acl",
+                "add",
+                "--allow",
+                "--principal",
+                "User:a",
+                "--operation",
+                "read",
+                "--topic",
+                "t",
+            ],
+            &["acl", "remove", "--cluster"],
             &[
                 "group",
                 "reset-offsets",

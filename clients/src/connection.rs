@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeTransactionsRequest, FetchRequest, FindCoordinatorRequest,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    RequestKind, ResponseKind,
+    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
+    CreateAclsRequest, CreateTopicsRequest, DeleteAclsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeAclsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeTransactionsRequest, DescribeUserScramCredentialsRequest, FetchRequest,
+    FindCoordinatorRequest, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
+    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
+    ProduceRequest, RequestHeader, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use protocol::{client, frame};
@@ -387,6 +388,11 @@ exchange! {
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
     ListTransactions => ListTransactionsRequest,
     DescribeTransactions => DescribeTransactionsRequest,
+    DescribeAcls => DescribeAclsRequest,
+    CreateAcls => CreateAclsRequest,
+    DeleteAcls => DeleteAclsRequest,
+    DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+    AlterUserScramCredentials => AlterUserScramCredentialsRequest,
 }
 
 fn api_key<R: Request>() -> Result<ApiKey, Error> {

@@ -48,7 +48,7 @@
 //!   `final` (once per window, when it closes) or `changes` (every update); all outputs agree;
 //!   the default is `final` with a window, `changes` without;
 //! - `errors: topic`, `on_error: skip | dead_letter | stop` (default `dead_letter` with
-//!   `errors`, else `stop`), `commit.interval.ms` (100), `principal` (stored only).
+//!   `errors`, else `stop`), `commit.interval.ms` (100), `principal` (who the transform acts as under ACLs; the broker checks it).
 //!
 //! Errors come before anything runs, as `line L, column C: message` ([`SpecError`]): YAML
 //! syntax, unknown fields and steps, bad durations, jq that does not compile (jaq's message and

@@ -515,7 +515,7 @@ pub struct TransformSpec {
     pub commit_interval_ms: u64,
     pub errors_topic: Option<String>,
     pub on_error: OnError,
-    /// Who the transform acts as, for the runtime's ACL checks; stored only.
+    /// Who the transform acts as, for the runtime's ACL checks (`authorizer.enabled`).
     pub principal: Option<String>,
     /// `processing.guarantee`: `exactly_once` (the default: outputs, state and input offsets
     /// commit in one transaction) or `at_least_once` (outputs written as produced, offsets

@@ -1,13 +1,23 @@
 //! AddOffsetsToTxn (v0-4): adds the group's `__consumer_offsets` partition to the transaction,
-//! so that the group's TxnOffsetCommit offsets are committed or aborted with it.
+//! so that the group's TxnOffsetCommit offsets are committed or aborted with it. Needs WRITE
+//! on the transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), then READ on the group
+//! (GROUP_AUTHORIZATION_FAILED), as in Kafka.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+
+use sluice_security::acl::AclOperation;
 
 use super::Ctx;
 use crate::group::{partition_for, OFFSETS_TOPIC};
 
 async fn add(ctx: &Ctx<'_>, req: &AddOffsetsToTxnRequest) -> Result<(), ResponseError> {
+    if !ctx.authorize_transactional_id(AclOperation::Write, &req.transactional_id.0) {
+        return Err(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    if !ctx.authorize_group(AclOperation::Read, &req.group_id.0) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
     let txns = ctx
         .broker
         .txns()

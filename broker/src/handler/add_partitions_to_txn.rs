@@ -2,6 +2,12 @@
 //! transactions and a `verify_only` flag (Kafka's brokers send those to check a partition is
 //! in a transaction before appending). Partitions of unknown topics fail the request:
 //! UNKNOWN_TOPIC_OR_PARTITION for them, OPERATION_NOT_ATTEMPTED for the rest, as Kafka.
+//!
+//! Authorization (Kafka's `handleAddPartitionsToTxnRequest`): v0-3 need WRITE on the
+//! transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition) and WRITE on
+//! each topic (TOPIC_AUTHORIZATION_FAILED; internal topics are always refused then), failing
+//! the transaction as unknown partitions do; v4+ are broker-to-broker and need CLUSTER_ACTION
+//! on the cluster (top-level CLUSTER_AUTHORIZATION_FAILED).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -11,6 +17,8 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, TopicName, TransactionalId,
 };
+
+use sluice_security::acl::{AclOperation, ResourceType};
 
 use super::{sb, Ctx};
 
@@ -51,23 +59,34 @@ async fn add(
     parts: &[(String, i32)],
     verify_only: bool,
 ) -> Vec<i16> {
+    // v4+ (from brokers) was authorized as a whole by the caller.
+    if ctx.version < 4 && !ctx.authorize_transactional_id(AclOperation::Write, id) {
+        return vec![ResponseError::TransactionalIdAuthorizationFailed.code(); parts.len()];
+    }
     let Some(txns) = ctx.broker.txns() else {
         return vec![ResponseError::CoordinatorNotAvailable.code(); parts.len()];
     };
-    let unknown: Vec<bool> = parts
+    let mut may_write = ctx.authorizer_cache(AclOperation::Write, ResourceType::Topic);
+    let internal = |t: &str| {
+        ctx.broker.security.authorizer_enabled
+            && (t == crate::group::OFFSETS_TOPIC || t == crate::txn::TRANSACTION_STATE_TOPIC)
+    };
+    let failed: Vec<Option<ResponseError>> = parts
         .iter()
-        .map(|(t, p)| ctx.broker.partition(t, *p).is_none())
+        .map(|(t, p)| {
+            if ctx.version < 4 && (internal(t) || !may_write.allows(t)) {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else if ctx.broker.partition(t, *p).is_none() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                None
+            }
+        })
         .collect();
-    if unknown.iter().any(|u| *u) {
-        return unknown
+    if failed.iter().any(Option::is_some) {
+        return failed
             .iter()
-            .map(|u| {
-                if *u {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else {
-                    ResponseError::OperationNotAttempted.code()
-                }
-            })
+            .map(|f| f.unwrap_or(ResponseError::OperationNotAttempted).code())
             .collect();
     }
     if verify_only {
@@ -99,6 +118,11 @@ pub(super) async fn handle(
     req: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     if ctx.version >= 4 {
+        if !ctx.authorize_cluster(AclOperation::ClusterAction) {
+            let code = ResponseError::ClusterAuthorizationFailed.code();
+            ctx.broker.metrics.error(ctx.api, code);
+            return AddPartitionsToTxnResponse::default().with_error_code(code);
+        }
         let mut out = Vec::with_capacity(req.transactions.len());
         for t in req.transactions {
             let parts = flatten(&t.topics);

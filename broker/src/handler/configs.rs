@@ -1,5 +1,9 @@
 //! DescribeConfigs (v1-v4), AlterConfigs (v0-v2) and IncrementalAlterConfigs (v0-v1). Topic
 //! configs take effect live on every partition.
+//!
+//! Authorization (Kafka's `ConfigHelper` and `handle*AlterConfigsRequest`): DESCRIBE_CONFIGS
+//! (ALTER_CONFIGS to change) on the topic, or on the cluster for broker and broker-logger
+//! resources; TOPIC_/CLUSTER_AUTHORIZATION_FAILED per resource otherwise.
 
 use std::collections::BTreeMap;
 
@@ -13,11 +17,50 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
+use sluice_security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
+
 use super::{sb, Ctx};
 use crate::config::broker_synonym;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
+
+/// The ACL resource a config resource type is authorized on, and the error a refusal gets;
+/// `None` for types Kafka has no check for (answered INVALID_REQUEST below).
+fn acl_resource(resource_type: i8, name: &str) -> Option<(ResourceType, &str, ResponseError)> {
+    match resource_type {
+        TOPIC => Some((
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed,
+        )),
+        BROKER | BROKER_LOGGER => Some((
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            ResponseError::ClusterAuthorizationFailed,
+        )),
+        _ => None,
+    }
+}
+
+/// The refusal of `op` on a config resource, if the principal may not.
+fn refused(
+    ctx: &Ctx<'_>,
+    op: AclOperation,
+    resource_type: i8,
+    name: &str,
+) -> Option<ResponseError> {
+    let (acl_type, acl_name, error) = acl_resource(resource_type, name)?;
+    if ctx.authorize(op, acl_type, acl_name) {
+        None
+    } else {
+        ctx.broker.metrics.error(ctx.api, error.code());
+        Some(error)
+    }
+}
+
+const REFUSED: &str = "Authorization failed.";
 
 // Config sources, as Kafka numbers them.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
@@ -155,19 +198,31 @@ pub(super) fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCo
     let results = req
         .resources
         .iter()
-        .map(|r| match r.resource_type {
-            TOPIC => describe_topic(
-                ctx,
-                r.resource_name.as_str(),
-                &r.configuration_keys,
-                req.include_synonyms,
-            ),
-            BROKER => describe_broker(ctx, r.resource_name.as_str(), &r.configuration_keys),
-            other => DescribeConfigsResult::default()
-                .with_resource_type(other)
-                .with_resource_name(r.resource_name.clone())
-                .with_error_code(ResponseError::InvalidRequest.code())
-                .with_error_message(Some(sb(format!("resource type {other} is not supported")))),
+        .map(|r| {
+            let op = AclOperation::DescribeConfigs;
+            if let Some(e) = refused(ctx, op, r.resource_type, &r.resource_name) {
+                return DescribeConfigsResult::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(REFUSED)));
+            }
+            match r.resource_type {
+                TOPIC => describe_topic(
+                    ctx,
+                    r.resource_name.as_str(),
+                    &r.configuration_keys,
+                    req.include_synonyms,
+                ),
+                BROKER => describe_broker(ctx, r.resource_name.as_str(), &r.configuration_keys),
+                other => DescribeConfigsResult::default()
+                    .with_resource_type(other)
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(sb(format!(
+                        "resource type {other} is not supported"
+                    )))),
+            }
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
@@ -210,6 +265,21 @@ async fn apply(
 pub(super) async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
+        if let Some(e) = refused(
+            ctx,
+            AclOperation::AlterConfigs,
+            r.resource_type,
+            &r.resource_name,
+        ) {
+            responses.push(
+                alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(REFUSED)))
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name),
+            );
+            continue;
+        }
         // AlterConfigs replaces the whole set of overrides.
         let configs = r
             .configs
@@ -246,6 +316,16 @@ pub(super) async fn incremental_alter(
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         let name = r.resource_name.to_string();
+        if let Some(e) = refused(ctx, AclOperation::AlterConfigs, r.resource_type, &name) {
+            responses.push(
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(REFUSED)))
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name),
+            );
+            continue;
+        }
         let mut result = Ok(());
         let mut configs = match (r.resource_type, ctx.broker.topic(&name)) {
             (TOPIC, Some(t)) => t.meta.configs.clone(),

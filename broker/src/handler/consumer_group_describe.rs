@@ -1,6 +1,7 @@
 //! ConsumerGroupDescribe (v0-1, KIP-848): a consumer-protocol group's epochs, assignor and
 //! members with their current and target assignments. A classic group, or none, is
-//! GROUP_ID_NOT_FOUND, as in Kafka.
+//! GROUP_ID_NOT_FOUND, as in Kafka. Each group needs DESCRIBE (GROUP_AUTHORIZATION_FAILED);
+//! its authorized operations (when asked for) are the principal's.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::{
@@ -10,12 +11,11 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName,
 };
 
+use sluice_security::acl::{AclOperation, ResourceType};
+
 use super::{sb, Ctx};
 use crate::group::assignor;
 use crate::group::consumer::ConsumerGroup;
-
-/// Group operations without an authorizer: READ, DELETE, DESCRIBE.
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 /// Kafka's `MemberType` of a consumer-protocol member (v1+).
 const CONSUMER_MEMBER_TYPE: i8 = 1;
@@ -70,11 +70,6 @@ pub(super) async fn handle(
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let v = ctx.version;
-    let ops = if req.include_authorized_operations {
-        GROUP_OPERATIONS
-    } else {
-        i32::MIN
-    };
     let default_assignor = ctx
         .broker
         .config
@@ -86,6 +81,22 @@ pub(super) async fn handle(
     let mut out = Vec::with_capacity(req.group_ids.len());
     for group_id in req.group_ids {
         let id = group_id.0.to_string();
+        if !ctx.authorize_group(AclOperation::Describe, &id) {
+            let code = ResponseError::GroupAuthorizationFailed.code();
+            ctx.broker.metrics.error(ctx.api, code);
+            out.push(
+                DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(code)
+                    .with_authorized_operations(i32::MIN),
+            );
+            continue;
+        }
+        let ops = if req.include_authorized_operations {
+            ctx.authorized_operations(ResourceType::Group, &id)
+        } else {
+            i32::MIN
+        };
         let described = DescribedGroup::default()
             .with_group_id(group_id.clone())
             .with_authorized_operations(ops);

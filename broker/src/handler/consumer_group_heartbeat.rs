@@ -1,13 +1,16 @@
 //! ConsumerGroupHeartbeat (v0-1, KIP-848): joins, keeps and leaves a consumer-protocol group
 //! and carries the member's assignment. The request is checked here as Kafka's
 //! `throwIfConsumerGroupHeartbeatRequestIsInvalid` does. A regex subscription (RE2 syntax,
-//! matching whole topic names) that does not compile gets INVALID_REGULAR_EXPRESSION.
+//! matching whole topic names) that does not compile gets INVALID_REGULAR_EXPRESSION. Needs
+//! READ on the group (GROUP_AUTHORIZATION_FAILED), checked first, as in Kafka.
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
+
+use sluice_security::acl::AclOperation;
 
 use super::group_call::{client_host, group_request, mismatched};
 use super::{sb, Ctx};
@@ -117,6 +120,11 @@ pub(super) async fn handle(
     ctx: &Ctx<'_>,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    if !ctx.authorize_group(AclOperation::Read, &req.group_id.0) {
+        let r = ConsumerHeartbeatResponse::error(ResponseError::GroupAuthorizationFailed, None);
+        ctx.broker.metrics.error(ctx.api, r.error);
+        return encode(r);
+    }
     if let Some(r) = validate(ctx.version, &req) {
         tracing::debug!(error = ?r.error_message, request = ?req, "invalid ConsumerGroupHeartbeat");
         ctx.broker.metrics.error(ctx.api, r.error);

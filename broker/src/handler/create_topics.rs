@@ -1,4 +1,9 @@
 //! CreateTopics (v2-v7): partitions, configs, validate_only.
+//!
+//! Authorization (Kafka's `handleCreateTopicsRequest`): CREATE on the cluster or on the topic
+//! (TOPIC_AUTHORIZATION_FAILED); the created topic's configs, partition count and replication
+//! factor are returned only with DESCRIBE_CONFIGS on it (else `topic_config_error_code` is
+//! TOPIC_AUTHORIZATION_FAILED).
 
 use std::collections::BTreeMap;
 
@@ -8,10 +13,13 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
+use sluice_security::acl::AclOperation;
+
 use super::{sb, Ctx};
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let b = ctx.broker;
+    let cluster_create = ctx.authorize_cluster(AclOperation::Create);
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -19,6 +27,17 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTop
             .with_name(t.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
+        if !cluster_create && !ctx.authorize_topic(AclOperation::Create, &name) {
+            let code = ResponseError::TopicAuthorizationFailed.code();
+            b.metrics.error(ctx.api, code);
+            results.push(
+                result
+                    .with_error_code(code)
+                    .with_error_message(Some(sb("Authorization failed."))),
+            );
+            continue;
+        }
+        let describable = ctx.authorize_topic(AclOperation::DescribeConfigs, &name);
         let partitions = match (t.num_partitions, t.assignments.len()) {
             (-1, 0) => b.config.num_partitions,
             (-1, n) => n as i32,
@@ -64,7 +83,9 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTop
                 if ctx.version >= 7 {
                     r.topic_id = topic.meta.id;
                 }
-                if ctx.version >= 5 {
+                if ctx.version >= 5 && !describable {
+                    r.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+                } else if ctx.version >= 5 {
                     r.num_partitions = topic.meta.partitions;
                     r.replication_factor = 1;
                     r.configs = Some(

@@ -1,10 +1,14 @@
 //! DeleteGroups (v0-2): empty groups only (NON_EMPTY_GROUP otherwise); tombstones for the
-//! group and its offsets are stored before the answer.
+//! group and its offsets are stored before the answer. Each group needs DELETE
+//! (GROUP_AUTHORIZATION_FAILED), as in Kafka.
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
+
+use kafka_protocol::error::ResponseError;
+use sluice_security::acl::AclOperation;
 
 use super::group_call::{group_request, mismatched};
 use super::{sb, Ctx};
@@ -15,13 +19,17 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGro
     // One request per shard.
     let mut by_shard: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     let count = ctx.broker.groups().map_or(1, |c| c.shard_count());
+    let mut codes: BTreeMap<String, i16> = BTreeMap::new();
     for n in &names {
+        if !ctx.authorize_group(AclOperation::Delete, n) {
+            codes.insert(n.clone(), ResponseError::GroupAuthorizationFailed.code());
+            continue;
+        }
         by_shard
             .entry(crate::group::partition_for(n, count))
             .or_default()
             .push(n.clone());
     }
-    let mut codes: BTreeMap<String, i16> = BTreeMap::new();
     for (_, ids) in by_shard {
         let Some(first) = ids.first().cloned() else {
             continue;

@@ -1,9 +1,15 @@
 //! DeleteTopics (v1-v6): by name, and by topic id from v6.
+//!
+//! Authorization (Kafka's `handleDeleteTopicsRequest`): DELETE on the topic
+//! (TOPIC_AUTHORIZATION_FAILED), checked before its existence; a topic named by id that the
+//! principal may not DESCRIBE is refused without its name.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use uuid::Uuid;
+
+use sluice_security::acl::AclOperation;
 
 use super::{sb, Ctx};
 
@@ -36,6 +42,21 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTop
             responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
             continue;
         };
+        let refused = ResponseError::TopicAuthorizationFailed.code();
+        if name.is_none() && !ctx.authorize_topic(AclOperation::Describe, &topic_name) {
+            b.metrics.error(ctx.api, refused);
+            responses.push(result.with_error_code(refused));
+            continue;
+        }
+        if !ctx.authorize_topic(AclOperation::Delete, &topic_name) {
+            b.metrics.error(ctx.api, refused);
+            responses.push(
+                result
+                    .with_name(Some(TopicName(sb(topic_name))))
+                    .with_error_code(refused),
+            );
+            continue;
+        }
         match b.delete_topic(&topic_name).await {
             Ok(topic_id) => {
                 let r = result.with_name(Some(TopicName(sb(topic_name))));

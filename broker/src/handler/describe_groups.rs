@@ -1,17 +1,17 @@
 //! DescribeGroups (v0-6): state, protocol and members; a Stable group's members come with
 //! their metadata and assignment, as in Kafka. An unknown group is "Dead" (v6+: with
-//! GROUP_ID_NOT_FOUND).
+//! GROUP_ID_NOT_FOUND). Each group needs DESCRIBE (GROUP_AUTHORIZATION_FAILED), as in Kafka;
+//! its authorized operations (v3+, when asked for) are the principal's.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
+use sluice_security::acl::{AclOperation, ResourceType};
+
 use super::{sb, Ctx};
 use crate::group::classic::{ClassicGroup, GroupState};
-
-/// Group operations without an authorizer: READ, DELETE, DESCRIBE.
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 struct Summary {
     state: GroupState,
@@ -59,14 +59,26 @@ fn summarize(g: &ClassicGroup) -> Summary {
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let v = ctx.version;
-    let ops = if v >= 3 && req.include_authorized_operations {
-        GROUP_OPERATIONS
-    } else {
-        i32::MIN
-    };
+    let include_ops = v >= 3 && req.include_authorized_operations;
     let mut out = Vec::with_capacity(req.groups.len());
     for group_id in req.groups {
         let id = group_id.0.to_string();
+        if !ctx.authorize_group(AclOperation::Describe, &id) {
+            let code = ResponseError::GroupAuthorizationFailed.code();
+            ctx.broker.metrics.error(ctx.api, code);
+            out.push(
+                DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(code)
+                    .with_authorized_operations(i32::MIN),
+            );
+            continue;
+        }
+        let ops = if include_ops {
+            ctx.authorized_operations(ResourceType::Group, &id)
+        } else {
+            i32::MIN
+        };
         let described = DescribedGroup::default()
             .with_group_id(group_id)
             .with_authorized_operations(ops);

@@ -1,14 +1,24 @@
 //! DescribeLogDirs (v1-v4): the data dir, its partitions' sizes, and the volume's space.
+//! Needs DESCRIBE on the cluster: without it the answer is empty (v3+: with
+//! CLUSTER_AUTHORIZATION_FAILED), as in Kafka.
 
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
+use kafka_protocol::error::ResponseError;
+use sluice_security::acl::AclOperation;
+
 use super::{sb, Ctx};
 
 pub(super) fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let b = ctx.broker;
+    if !ctx.authorize_cluster(AclOperation::Describe) {
+        let code = ResponseError::ClusterAuthorizationFailed.code();
+        b.metrics.error(ctx.api, code);
+        return DescribeLogDirsResponse::default().with_error_code(code);
+    }
     let wanted = |topic: &str, p: i32| match &req.topics {
         None => true,
         Some(list) => list

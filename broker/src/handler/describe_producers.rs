@@ -1,12 +1,15 @@
 //! DescribeProducers (v0): the active producers of partitions, from each log's producer
 //! state: epoch, last sequence and timestamp, coordinator epoch, and the first offset of the
-//! producer's ongoing transaction (-1: none).
+//! producer's ongoing transaction (-1: none). Each topic needs READ
+//! (TOPIC_AUTHORIZATION_FAILED), as in Kafka.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+
+use sluice_security::acl::AclOperation;
 
 use super::{sb, Ctx};
 
@@ -46,11 +49,18 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: DescribeProducersRequest) -> DescribePr
         .topics
         .into_iter()
         .map(|t| {
+            let allowed = ctx.authorize_topic(AclOperation::Read, &t.name.0);
             let partitions = t
                 .partition_indexes
                 .iter()
                 .map(|i| {
-                    let r = partition(ctx, &t.name.0, *i);
+                    let r = if allowed {
+                        partition(ctx, &t.name.0, *i)
+                    } else {
+                        PartitionResponse::default()
+                            .with_partition_index(*i)
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    };
                     ctx.broker.metrics.error(ctx.api, r.error_code);
                     r
                 })

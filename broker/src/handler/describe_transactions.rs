@@ -1,4 +1,7 @@
 //! DescribeTransactions (v0) and ListTransactions (v0-1), from the transaction coordinator.
+//! As in Kafka: describing needs DESCRIBE on the transactional id
+//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and shows only the partitions of topics the
+//! principal may DESCRIBE; listing shows only the ids it may DESCRIBE.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
@@ -7,6 +10,8 @@ use kafka_protocol::messages::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, ListTransactionsRequest,
     ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
 };
+
+use sluice_security::acl::AclOperation;
 
 use super::{sb, Ctx};
 use crate::state::now_ms;
@@ -35,6 +40,9 @@ pub(super) async fn describe(
     for id in req.transactional_ids {
         let s = TransactionState::default().with_transactional_id(id.clone());
         let found = match ctx.broker.txns() {
+            _ if !ctx.authorize_transactional_id(AclOperation::Describe, &id.0) => {
+                Err(ResponseError::TransactionalIdAuthorizationFailed)
+            }
             Some(txns) => txns
                 .describe(&id.0)
                 .await
@@ -48,7 +56,12 @@ pub(super) async fn describe(
                 .with_transaction_start_time_ms(m.start_ms)
                 .with_producer_id(ProducerId(m.producer_id))
                 .with_producer_epoch(m.producer_epoch)
-                .with_topics(topics(&m)),
+                .with_topics(
+                    topics(&m)
+                        .into_iter()
+                        .filter(|t| ctx.authorize_topic(AclOperation::Describe, &t.topic.0))
+                        .collect(),
+                ),
             Err(e) => {
                 ctx.broker.metrics.error(ctx.api, e.code());
                 s.with_error_code(e.code())
@@ -95,6 +108,7 @@ pub(super) async fn list(ctx: &Ctx<'_>, req: ListTransactionsRequest) -> ListTra
                     .iter()
                     .any(|p| p.0 == d.meta.producer_id)
         })
+        .filter(|d| ctx.authorize_transactional_id(AclOperation::Describe, &d.transactional_id))
         .filter(|d| {
             min_duration < 0
                 || (d.meta.start_ms >= 0 && now.saturating_sub(d.meta.start_ms) > min_duration)

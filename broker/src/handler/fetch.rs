@@ -1,6 +1,11 @@
 //! Fetch (v4-v16): long poll on max_wait_ms/min_bytes (answered as soon as enough data arrives),
 //! max_bytes and partition_max_bytes (at least one batch when the response is still empty, as
 //! KIP-74 says), KIP-227 fetch sessions, records served as the log stores them.
+//!
+//! Authorization (Kafka's `handleFetchRequest`): a consumer needs READ on each topic; a
+//! follower's fetch (a replica id >= 0) needs CLUSTER_ACTION on the cluster. Refused
+//! partitions answer TOPIC_AUTHORIZATION_FAILED at once and do not end the long poll of the
+//! others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use sluice_security::acl::{AclOperation, ResourceType};
 use uuid::Uuid;
 
 use super::{sb, Ctx};
@@ -104,13 +110,14 @@ fn requested(ctx: &Ctx<'_>, req: &FetchRequest) -> Vec<Want> {
 fn read_partitions(
     broker: &Broker,
     wants: &[Want],
+    denied: &[bool],
     max_bytes: usize,
     by_id: bool,
     read_committed: bool,
 ) -> (Vec<Got>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
-    for w in wants {
+    for (w, denied) in wants.iter().zip(denied) {
         let missing = if by_id && w.topic.is_empty() {
             ResponseError::UnknownTopicId
         } else {
@@ -124,6 +131,10 @@ fn read_partitions(
             records: None,
             aborted: Vec::new(),
         };
+        if *denied {
+            out.push(err(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let Some(partition) = broker.partition(&w.topic, w.partition) else {
             out.push(err(missing.code()));
             continue;
@@ -295,6 +306,27 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         }
     };
 
+    // Unknown topic ids are answered as such before authorization, as Kafka does.
+    let follower = if ctx.version >= 15 {
+        req.replica_state.replica_id.0 >= 0
+    } else {
+        req.replica_id.0 >= 0
+    };
+    let denied: Vec<bool> = if follower {
+        let allowed = ctx.authorize_cluster(AclOperation::ClusterAction);
+        wants.iter().map(|_| !allowed).collect()
+    } else {
+        let mut may_read = ctx.authorizer_cache(AclOperation::Read, ResourceType::Topic);
+        wants
+            .iter()
+            .map(|w| {
+                let unknown_id = by_id && w.topic.is_empty();
+                !unknown_id && !may_read.allows(&w.topic)
+            })
+            .collect()
+    };
+    let all_denied = !denied.is_empty() && denied.iter().all(|d| *d);
+    let denied = Arc::new(denied);
     let max_bytes = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline =
@@ -307,8 +339,9 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         appended.borrow_and_update();
         let b = Arc::clone(broker);
         let w = Arc::clone(&wants);
+        let d = Arc::clone(&denied);
         let (got, total) = match tokio::task::spawn_blocking(move || {
-            read_partitions(&b, &w, max_bytes, by_id, read_committed)
+            read_partitions(&b, &w, &d, max_bytes, by_id, read_committed)
         })
         .await
         {
@@ -318,9 +351,13 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 return top_level_error(ResponseError::UnknownServerError);
             }
         };
-        let has_error = got.iter().any(|g| g.error != 0);
+        let has_error = got
+            .iter()
+            .zip(denied.iter())
+            .any(|(g, d)| g.error != 0 && !d);
         if total >= min_bytes
             || has_error
+            || all_denied
             || tokio::time::Instant::now() >= deadline
             || ctx.shutdown.is_cancelled()
         {

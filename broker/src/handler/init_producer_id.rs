@@ -5,11 +5,17 @@
 //!
 //! With a transactional id, the transaction coordinator answers: the id's producer id with
 //! its epoch bumped, after aborting the previous instance's ongoing transaction (fencing it).
+//!
+//! Authorization (Kafka's `handleInitProducerIdRequest`): WRITE on the transactional id
+//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); without one, IDEMPOTENT_WRITE on the cluster or
+//! WRITE on at least one topic (CLUSTER_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use sluice_security::acl::{AclOperation, ResourceType};
 
 use super::Ctx;
 
@@ -20,8 +26,23 @@ fn response(error: Option<ResponseError>, producer_id: i64, epoch: i16) -> InitP
         .with_producer_epoch(epoch)
 }
 
+fn refused(ctx: &Ctx<'_>, transactional_id: Option<&str>) -> Option<ResponseError> {
+    match transactional_id {
+        Some(id) => (!ctx.authorize_transactional_id(AclOperation::Write, id))
+            .then_some(ResponseError::TransactionalIdAuthorizationFailed),
+        None => (!ctx.authorize_cluster(AclOperation::IdempotentWrite)
+            && !ctx.authorize_by_resource_type(AclOperation::Write, ResourceType::Topic))
+        .then_some(ResponseError::ClusterAuthorizationFailed),
+    }
+}
+
 pub(super) async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let r = match req.transactional_id.as_ref().map(|t| t.0.to_string()) {
+    let transactional_id = req.transactional_id.as_ref().map(|t| t.0.to_string());
+    if let Some(e) = refused(ctx, transactional_id.as_deref()) {
+        ctx.broker.metrics.error(ctx.api, e.code());
+        return response(Some(e), -1, -1);
+    }
+    let r = match transactional_id {
         Some(id) => match ctx.broker.txns() {
             None => response(Some(ResponseError::CoordinatorNotAvailable), -1, -1),
             Some(txns) => {

@@ -1,10 +1,12 @@
 //! JoinGroup (v0-9): the answer waits until the group's join phase completes. v4+ members
 //! first get MEMBER_ID_REQUIRED (KIP-394); v5+ static members (KIP-345); v9 skip_assignment
-//! (KIP-814).
+//! (KIP-814). Needs READ on the group (GROUP_AUTHORIZATION_FAILED), as in Kafka.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+
+use sluice_security::acl::AclOperation;
 
 use super::group_call::{client_host, group_request, mismatched};
 use super::{sb, Ctx};
@@ -48,6 +50,11 @@ fn encode(version: i16, r: JoinResponse) -> JoinGroupResponse {
 pub(super) async fn handle(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     let v = ctx.version;
     let group_id = req.group_id.0.to_string();
+    if !ctx.authorize_group(AclOperation::Read, &group_id) {
+        let e = ResponseError::GroupAuthorizationFailed;
+        ctx.broker.metrics.error(ctx.api, e.code());
+        return encode(v, JoinResponse::error(String::new(), e));
+    }
     let join = JoinRequest {
         group_id: group_id.clone(),
         member_id: req.member_id.to_string(),

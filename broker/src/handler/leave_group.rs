@@ -1,8 +1,10 @@
 //! LeaveGroup (v0-5): one member (v0-2) or a batch (v3+, which may name static members by
-//! instance id alone).
+//! instance id alone). Needs READ on the group (GROUP_AUTHORIZATION_FAILED), as in Kafka.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+use sluice_security::acl::AclOperation;
 
 use super::group_call::{group_request, mismatched};
 use super::{sb, Ctx};
@@ -11,6 +13,11 @@ use crate::group::api::{Input, LeaveRequest, LeaveResponse, LeavingMember, Reply
 pub(super) async fn handle(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let v = ctx.version;
     let group_id = req.group_id.0.to_string();
+    if !ctx.authorize_group(AclOperation::Read, &group_id) {
+        let e = ResponseError::GroupAuthorizationFailed.code();
+        ctx.broker.metrics.error(ctx.api, e);
+        return LeaveGroupResponse::default().with_error_code(e);
+    }
     let members = if v >= 3 {
         req.members
             .into_iter()

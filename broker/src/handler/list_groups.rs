@@ -1,8 +1,12 @@
 //! ListGroups (v0-5): every group of every shard, filtered by state (v4+) and type (v5+:
-//! "classic", or "consumer" for KIP-848 groups, which report their own state names).
+//! "classic", or "consumer" for KIP-848 groups, which report their own state names). With
+//! DESCRIBE on the cluster every group is listed, else only those the principal may DESCRIBE,
+//! as in Kafka.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use sluice_security::acl::AclOperation;
 
 use super::{sb, Ctx};
 use crate::group::classic::GroupState;
@@ -47,9 +51,11 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsR
                 .collect::<Vec<_>>()
         })
         .await;
+    let all = ctx.authorize_cluster(AclOperation::Describe);
     let mut groups: Vec<ListedGroup> = listed
         .into_iter()
         .flatten()
+        .filter(|(id, _, _, _)| all || ctx.authorize_group(AclOperation::Describe, id))
         .filter(|(_, _, state, consumer)| match consumer {
             None => states.is_empty() || states.contains(&Some(*state)),
             Some(name) => {

@@ -1,6 +1,7 @@
 //! ListOffsets (v1-v8): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), by
 //! time. With isolation_level=read_committed (v2+), latest is the last stable offset and no
-//! offset at or past it is returned, as Kafka does.
+//! offset at or past it is returned, as Kafka does. Each topic needs DESCRIBE
+//! (TOPIC_AUTHORIZATION_FAILED otherwise).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -8,6 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use log_store::OffsetSpec;
+use sluice_security::acl::AclOperation;
 
 use super::Ctx;
 use crate::error::log_error_code;
@@ -27,10 +29,16 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffset
     let broker = std::sync::Arc::clone(ctx.broker);
     let version = ctx.version;
     let read_committed = version >= 2 && req.isolation_level == 1;
+    let allowed: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| ctx.authorize_topic(AclOperation::Describe, &t.name.0))
+        .collect();
     let topics = tokio::task::spawn_blocking(move || {
         req.topics
             .into_iter()
-            .map(|t| {
+            .zip(allowed)
+            .map(|(t, allowed)| {
                 let name = t.name.0.to_string();
                 let partitions = t
                     .partitions
@@ -41,6 +49,10 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffset
                             .with_timestamp(-1)
                             .with_offset(-1)
                             .with_leader_epoch(-1);
+                        if !allowed {
+                            return resp
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        }
                         let Some(partition) = broker.partition(&name, p.partition_index) else {
                             return resp
                                 .with_error_code(ResponseError::UnknownTopicOrPartition.code());

@@ -1,4 +1,10 @@
 //! Metadata (v0-v12), with auto-creation per `auto.create.topics.enable`.
+//!
+//! Authorization (Kafka's `handleTopicMetadataRequest`): only topics the principal may
+//! DESCRIBE are listed; a named topic it may not describe answers TOPIC_AUTHORIZATION_FAILED
+//! (without saying whether it exists); auto-creating a topic needs CREATE on the cluster or on
+//! the topic. Authorized operations are computed per topic (and for the cluster, v8-v10) when
+//! asked for.
 
 use std::collections::BTreeMap;
 
@@ -7,20 +13,13 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use sluice_security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use uuid::Uuid;
 
 use super::{sb, Ctx};
 use crate::partition::LEADER_EPOCH;
 use crate::topic::Topic;
 
-/// Without an authorizer every operation is allowed: Kafka's bit set of the operations a topic
-/// supports (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS).
-pub(crate) const TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-/// Cluster operations: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
-/// IDEMPOTENT_WRITE.
-pub(crate) const CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 /// Kafka's value when authorized operations were not asked for.
 pub(crate) const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
@@ -71,27 +70,62 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
         Some(t) => Some(t),
     };
     let allow_auto_create = ctx.version < 4 || req.allow_auto_topic_creation;
-    let ops = if ctx.version >= 8 && req.include_topic_authorized_operations {
-        TOPIC_OPERATIONS
-    } else {
-        OPERATIONS_NOT_REQUESTED
+    let include_topic_ops = ctx.version >= 8 && req.include_topic_authorized_operations;
+    let ops = |name: &str| {
+        if include_topic_ops {
+            ctx.authorized_operations(ResourceType::Topic, name)
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        }
     };
     let cluster_ops =
         if (8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations {
-            CLUSTER_OPERATIONS
+            if ctx.authorize_cluster(AclOperation::Describe) {
+                ctx.authorized_operations(ResourceType::Cluster, CLUSTER_NAME)
+            } else {
+                0
+            }
         } else {
             OPERATIONS_NOT_REQUESTED
         };
+    let may_describe = |name: &str| ctx.authorize_topic(AclOperation::Describe, name);
+    // Auto-creation needs CREATE on the cluster or on the topic (checked only when Kafka would
+    // create the topic).
+    let may_create = |name: &str| {
+        !(allow_auto_create && b.config.auto_create_topics_enable)
+            || ctx.authorize_cluster(AclOperation::Create)
+            || ctx.authorize_topic(AclOperation::Create, name)
+    };
+    let refused = |name: Option<String>, id: Uuid| {
+        error_topic(
+            ctx.version,
+            name,
+            id,
+            ResponseError::TopicAuthorizationFailed.code(),
+        )
+    };
     let topics = match wanted {
-        None => b.topics().iter().map(|t| describe(ctx, t, ops)).collect(),
+        None => b
+            .topics()
+            .iter()
+            .filter(|t| may_describe(&t.meta.name))
+            .map(|t| describe(ctx, t, ops(&t.meta.name)))
+            .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for t in list {
                 match t.name {
                     Some(name) => {
                         let name = name.0.to_string();
+                        if !may_describe(&name) {
+                            out.push(refused(Some(name), Uuid::nil()));
+                            continue;
+                        }
                         match b.topic(&name) {
-                            Some(topic) => out.push(describe(ctx, &topic, ops)),
+                            Some(topic) => out.push(describe(ctx, &topic, ops(&name))),
+                            None if allow_auto_create && !may_create(&name) => {
+                                out.push(refused(Some(name), Uuid::nil()));
+                            }
                             // The group coordinator creates its topic with its own configs.
                             None if name == crate::group::OFFSETS_TOPIC && allow_auto_create => {
                                 let created = match b.groups() {
@@ -101,7 +135,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                                     None => None,
                                 };
                                 match created {
-                                    Some(topic) => out.push(describe(ctx, &topic, ops)),
+                                    Some(topic) => out.push(describe(ctx, &topic, ops(&name))),
                                     None => out.push(error_topic(
                                         ctx.version,
                                         Some(name),
@@ -120,10 +154,12 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                                     )
                                     .await
                                 {
-                                    Ok(topic) => out.push(describe(ctx, &topic, ops)),
+                                    Ok(topic) => out.push(describe(ctx, &topic, ops(&name))),
                                     Err((ResponseError::TopicAlreadyExists, _)) => {
                                         match b.topic(&name) {
-                                            Some(topic) => out.push(describe(ctx, &topic, ops)),
+                                            Some(topic) => {
+                                                out.push(describe(ctx, &topic, ops(&name)))
+                                            }
                                             None => out.push(error_topic(
                                                 ctx.version,
                                                 Some(name),
@@ -152,7 +188,11 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                         }
                     }
                     None => match b.topic_by_id(&t.topic_id) {
-                        Some(topic) => out.push(describe(ctx, &topic, ops)),
+                        // Topic ids are not secret: a refusal names the id, not the topic.
+                        Some(topic) if !may_describe(&topic.meta.name) => {
+                            out.push(refused(None, t.topic_id))
+                        }
+                        Some(topic) => out.push(describe(ctx, &topic, ops(&topic.meta.name))),
                         None => out.push(error_topic(
                             ctx.version,
                             None,

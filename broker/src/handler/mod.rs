@@ -1,12 +1,19 @@
 //! Request handlers, one file per API, and the table of versions the broker advertises.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use sluice_security::acl::{
+    AclOperation, AclPermissionType, PatternType, ResourceType, CLUSTER_NAME, WILDCARD_HOST,
+    WILDCARD_PRINCIPAL, WILDCARD_RESOURCE,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Broker;
 
+mod acls;
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
@@ -39,6 +46,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod scram_credentials;
 mod sync_group;
 mod txn_offset_commit;
 
@@ -83,6 +91,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     // Served by the connection itself (they change its state), not by `handle`.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -200,12 +213,202 @@ pub async fn handle(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(describe_transactions::list(ctx, r).await)
         }
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(ctx, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, r).await)
+        }
         other => {
             // The connection checks `supported` before decoding, so this is a table mismatch.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
             return None;
         }
     })
+}
+
+/// Kafka's `AclEntry.supportedOperations`: the operations a resource type has, which the
+/// `*_authorized_operations` bit fields report on.
+fn supported_operations(resource_type: ResourceType) -> &'static [AclOperation] {
+    use AclOperation::*;
+    match resource_type {
+        ResourceType::Topic => &[
+            Read,
+            Write,
+            Create,
+            Describe,
+            Delete,
+            Alter,
+            DescribeConfigs,
+            AlterConfigs,
+        ],
+        ResourceType::Group => &[Read, Describe, Delete],
+        ResourceType::Cluster => &[
+            Create,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            Alter,
+            Describe,
+        ],
+        ResourceType::TransactionalId => &[Describe, Write],
+        ResourceType::DelegationToken => &[Describe],
+        ResourceType::User => &[CreateTokens, DescribeTokens],
+        ResourceType::Any | ResourceType::Unknown => &[],
+    }
+}
+
+/// The authorization checks handlers make, with Kafka's semantics (`AuthHelper` in Kafka's
+/// `KafkaApis`). With `authorizer.enabled=false` every check passes, so handlers behave as
+/// they did before the authorizer existed.
+impl Ctx<'_> {
+    /// Whether the request's principal, from its address, may do `op` on the resource.
+    pub(crate) fn authorize(
+        &self,
+        op: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        self.broker
+            .security
+            .authorize(self.principal, self.peer.ip(), op, resource_type, name)
+    }
+
+    /// `op` on the CLUSTER resource.
+    pub(crate) fn authorize_cluster(&self, op: AclOperation) -> bool {
+        self.authorize(op, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// `op` on a topic.
+    pub(crate) fn authorize_topic(&self, op: AclOperation, topic: &str) -> bool {
+        self.authorize(op, ResourceType::Topic, topic)
+    }
+
+    /// `op` on a consumer group.
+    pub(crate) fn authorize_group(&self, op: AclOperation, group: &str) -> bool {
+        self.authorize(op, ResourceType::Group, group)
+    }
+
+    /// `op` on a transactional id.
+    pub(crate) fn authorize_transactional_id(&self, op: AclOperation, id: &str) -> bool {
+        self.authorize(op, ResourceType::TransactionalId, id)
+    }
+
+    /// One check per distinct name, as Kafka's `filterByAuthorized`: for requests that name a
+    /// topic once per partition.
+    pub(crate) fn authorizer_cache(
+        &self,
+        op: AclOperation,
+        resource_type: ResourceType,
+    ) -> AuthorizerCache<'_, '_> {
+        AuthorizerCache {
+            ctx: self,
+            op,
+            resource_type,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Kafka's `authorizedOperations`: the bit field (`1 << code`) of the operations the
+    /// principal may do on the resource, out of those its type supports.
+    pub(crate) fn authorized_operations(&self, resource_type: ResourceType, name: &str) -> i32 {
+        supported_operations(resource_type)
+            .iter()
+            .filter(|op| self.authorize(**op, resource_type, name))
+            .fold(0, |bits, op| bits | (1 << op.code()))
+    }
+
+    /// Kafka's `authorizeByResourceType`: whether the principal may do `op` on at least one
+    /// resource of the type. Super users (and `allow.everyone.if.no.acl.found` when no ACL
+    /// applies) may; otherwise an ALLOW for `op` (or ALL) on `*`, or on a literal name or a
+    /// prefix that no DENY of the principal covers.
+    pub(crate) fn authorize_by_resource_type(
+        &self,
+        op: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        let security = &self.broker.security;
+        if !security.authorizer_enabled {
+            return true;
+        }
+        // As Kafka: a made-up name, so super users pass whatever DENY ACLs exist.
+        if self.authorize(op, resource_type, "hardcode") {
+            return true;
+        }
+        let host = self.peer.ip().to_canonical();
+        let authorizer = security
+            .authorizer
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut deny_literal = Vec::new();
+        let mut deny_prefixed = Vec::new();
+        let mut allow = Vec::new();
+        for b in authorizer.acls().bindings() {
+            let host_matches = b.host == WILDCARD_HOST
+                || b.host
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.to_canonical() == host);
+            if b.resource_type != resource_type
+                || !host_matches
+                || (b.principal != self.principal && b.principal != WILDCARD_PRINCIPAL)
+                || (b.operation != op && b.operation != AclOperation::All)
+            {
+                continue;
+            }
+            match (b.permission_type, b.pattern_type) {
+                (AclPermissionType::Deny, PatternType::Literal)
+                    if b.resource_name == WILDCARD_RESOURCE =>
+                {
+                    return false;
+                }
+                (AclPermissionType::Deny, PatternType::Literal) => {
+                    deny_literal.push(b.resource_name)
+                }
+                (AclPermissionType::Deny, PatternType::Prefixed) => {
+                    deny_prefixed.push(b.resource_name)
+                }
+                (AclPermissionType::Allow, PatternType::Literal)
+                    if b.resource_name == WILDCARD_RESOURCE =>
+                {
+                    return true;
+                }
+                (
+                    AclPermissionType::Allow,
+                    pattern @ (PatternType::Literal | PatternType::Prefixed),
+                ) => allow.push((pattern, b.resource_name)),
+                _ => {}
+            }
+        }
+        allow.iter().any(|(pattern, name)| {
+            let denied_literally = *pattern == PatternType::Literal && deny_literal.contains(name);
+            let denied_by_prefix = deny_prefixed.iter().any(|d| name.starts_with(d.as_str()));
+            !denied_literally && !denied_by_prefix
+        })
+    }
+}
+
+/// Remembers one authorization decision per resource name (see [`Ctx::authorizer_cache`]).
+pub(crate) struct AuthorizerCache<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    op: AclOperation,
+    resource_type: ResourceType,
+    seen: HashMap<String, bool>,
+}
+
+impl AuthorizerCache<'_, '_> {
+    /// Whether the principal may do the operation on `name`.
+    pub(crate) fn allows(&mut self, name: &str) -> bool {
+        if let Some(allowed) = self.seen.get(name) {
+            return *allowed;
+        }
+        let allowed = self.ctx.authorize(self.op, self.resource_type, name);
+        self.seen.insert(name.to_string(), allowed);
+        allowed
+    }
 }
 
 /// `StrBytes` from a `String`.

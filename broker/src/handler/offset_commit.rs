@@ -1,12 +1,18 @@
 //! OffsetCommit (v2-9): a member's commit is fenced by generation; offsets are stored durably
 //! in `__consumer_offsets` (fsync) before the answer. Partitions of unknown topics get
 //! UNKNOWN_TOPIC_OR_PARTITION, as in Kafka.
+//!
+//! Authorization (Kafka's `handleOffsetCommitRequest`): READ on the group (else every
+//! partition gets GROUP_AUTHORIZATION_FAILED), then READ on each topic
+//! (TOPIC_AUTHORIZATION_FAILED, before its existence is checked).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
+
+use sluice_security::acl::{AclOperation, ResourceType};
 
 use super::group_call::{group_request, mismatched};
 use super::{sb, Ctx};
@@ -18,9 +24,22 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCom
     // Every partition in request order: its error if known now, else its index in `sent`.
     let mut slots: Vec<(String, i32, Result<usize, i16>)> = Vec::new();
     let mut sent = Vec::new();
+    let group_allowed = ctx.authorize_group(AclOperation::Read, &group_id);
+    let mut may_read = ctx.authorizer_cache(AclOperation::Read, ResourceType::Topic);
     for t in req.topics {
         let topic = t.name.0.to_string();
         for p in t.partitions {
+            let refused = if !group_allowed {
+                Some(ResponseError::GroupAuthorizationFailed)
+            } else if !may_read.allows(&topic) {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                slots.push((topic.clone(), p.partition_index, Err(e.code())));
+                continue;
+            }
             if ctx.broker.partition(&topic, p.partition_index).is_none() {
                 let code = ResponseError::UnknownTopicOrPartition.code();
                 slots.push((topic.clone(), p.partition_index, Err(code)));

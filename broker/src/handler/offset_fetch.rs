@@ -4,6 +4,11 @@
 //! STALE_MEMBER_EPOCH), as Kafka's `validateOffsetFetch`. v7+ with `require_stable`: a
 //! partition whose offset a transaction is still committing answers UNSTABLE_OFFSET_COMMIT
 //! (retriable), so a read_committed consumer never starts from an offset that may be aborted.
+//!
+//! Authorization (Kafka's `handleOffsetFetchRequestFromCoordinator`): DESCRIBE on the group
+//! (GROUP_AUTHORIZATION_FAILED); a named topic the principal may not DESCRIBE answers
+//! TOPIC_AUTHORIZATION_FAILED per partition, and such topics are left out of an all-topics
+//! answer.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -12,11 +17,53 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use sluice_security::acl::{AclOperation, ResourceType};
+
 use super::{sb, Ctx};
 use crate::group::offsets::TopicOffsets;
 
-/// One group's answer, or its error.
+/// Per topic, per partition: `(offset, leader_epoch, metadata, error)`.
+type Answers = Vec<(String, Vec<(i32, (i64, i32, String, i16))>)>;
+
+/// One group's answer, or its error, with the principal's rights applied.
 async fn fetch(
+    ctx: &Ctx<'_>,
+    group_id: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    member: Option<(String, i32)>,
+    require_stable: bool,
+) -> Result<Answers, ResponseError> {
+    if !ctx.authorize_group(AclOperation::Describe, &group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let mut may_describe = ctx.authorizer_cache(AclOperation::Describe, ResourceType::Topic);
+    let (topics, refused) = match topics {
+        None => (None, Vec::new()),
+        Some(list) => {
+            let (allowed, refused): (Vec<_>, Vec<_>) =
+                list.into_iter().partition(|(t, _)| may_describe.allows(t));
+            (Some(allowed), refused)
+        }
+    };
+    let found = committed(ctx, group_id, topics, member, require_stable).await?;
+    let mut out: Answers = found
+        .into_iter()
+        .filter(|(t, _)| may_describe.allows(t))
+        .map(|(t, parts)| (t, parts.into_iter().map(|(p, o)| (p, answer(o))).collect()))
+        .collect();
+    let code = ResponseError::TopicAuthorizationFailed.code();
+    out.extend(refused.into_iter().map(|(t, parts)| {
+        let parts = parts
+            .into_iter()
+            .map(|p| (p, (-1, -1, String::new(), code)))
+            .collect();
+        (t, parts)
+    }));
+    Ok(out)
+}
+
+/// The group's committed offsets of `topics` (all when `None`).
+async fn committed(
     ctx: &Ctx<'_>,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
@@ -110,8 +157,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                                     .with_partitions(
                                         parts
                                             .into_iter()
-                                            .map(|(p, o)| {
-                                                let (offset, epoch, meta, error) = answer(o);
+                                            .map(|(p, (offset, epoch, meta, error))| {
                                                 ctx.broker.metrics.error(ctx.api, error);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
@@ -158,7 +204,13 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
+                .map(|(t, ps)| {
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| (p, (-1, -1, String::new(), 0)))
+                        .collect();
+                    (t, parts)
+                })
                 .collect();
             (if v < 2 { per_partition } else { Vec::new() }, e.code())
         }
@@ -172,8 +224,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetc
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, o)| {
-                            let (offset, epoch, meta, error) = answer(o);
+                        .map(|(p, (offset, epoch, meta, error))| {
                             ctx.broker.metrics.error(ctx.api, error);
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)

@@ -1,10 +1,17 @@
 //! Produce (v3-v11): acks 0/1/all, per-partition errors, batches validated by the log and stored
 //! as received. A transactional batch is accepted only for a partition of its producer's
 //! ongoing transaction (the check Kafka 3.6+ does with `transaction.partition.verification`).
+//!
+//! Authorization (Kafka's `handleProduceRequest`): a request with transactional batches needs
+//! WRITE on its transactional id (else every partition gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+//! each topic needs WRITE (TOPIC_AUTHORIZATION_FAILED), checked before the topic's existence.
+//! Idempotent produce needs nothing more: WRITE on the topic implies it since KIP-679.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use sluice_security::acl::{AclOperation, ResourceType};
 
 use super::Ctx;
 use crate::error::log_error_code;
@@ -86,6 +93,42 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<Produce
         .as_ref()
         .map(|t| t.0.to_string())
         .filter(|t| !t.is_empty());
+    let transactional = req.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|p| {
+            p.records
+                .as_deref()
+                .and_then(transactional_header)
+                .is_some()
+        })
+    });
+    // Kafka refuses a transactional batch without a transactional id this way too; without
+    // an authorizer such a batch keeps its INVALID_TXN_STATE below.
+    let refused = match transactional_id.as_deref() {
+        Some(id) => !ctx.authorize_transactional_id(AclOperation::Write, id),
+        None => ctx.broker.security.authorizer_enabled,
+    };
+    if transactional && refused {
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        let topics = req
+            .topic_data
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partition_data
+                    .iter()
+                    .map(|p| {
+                        ctx.broker.metrics.error(ctx.api, code);
+                        error_partition(p.index, code)
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(t.name)
+                    .with_partition_responses(partitions)
+            })
+            .collect();
+        return (acks != 0).then(|| ProduceResponse::default().with_responses(topics));
+    }
+    let mut may_write = ctx.authorizer_cache(AclOperation::Write, ResourceType::Topic);
     // A transactional request holds its transaction's read lock until every append is done,
     // so the transaction cannot complete (and write its markers) in between. Taken once per
     // request, at its first transactional batch.
@@ -98,6 +141,13 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<Produce
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let index = p.index;
+            if !may_write.allows(&name) {
+                slots.push(Slot::Done(error_partition(
+                    index,
+                    ResponseError::TopicAuthorizationFailed.code(),
+                )));
+                continue;
+            }
             if !valid_acks {
                 slots.push(Slot::Done(error_partition(
                     index,

@@ -1,7 +1,10 @@
 //! SyncGroup (v0-5): the leader hands in the assignment; every member's answer waits until
-//! it is stored. v5 checks protocol type and name.
+//! it is stored. v5 checks protocol type and name. Needs READ on the group
+//! (GROUP_AUTHORIZATION_FAILED), as in Kafka.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use sluice_security::acl::AclOperation;
 
 use super::group_call::{group_request, mismatched};
 use super::{sb, Ctx};
@@ -10,6 +13,11 @@ use crate::group::api::{Input, Reply, SyncRequest, SyncResponse};
 pub(super) async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
     let v = ctx.version;
     let group_id = req.group_id.0.to_string();
+    if !ctx.authorize_group(AclOperation::Read, &group_id) {
+        let e = ResponseError::GroupAuthorizationFailed.code();
+        ctx.broker.metrics.error(ctx.api, e);
+        return SyncGroupResponse::default().with_error_code(e);
+    }
     let sync = SyncRequest {
         group_id: group_id.clone(),
         generation_id: req.generation_id,

@@ -3,12 +3,19 @@
 //! the producer and take effect only when the commit marker follows (aborted: never). v3+
 //! carries the consumer's generation and member id, checked as OffsetCommit checks them
 //! (KIP-447), so a zombie consumer cannot commit.
+//!
+//! Authorization (Kafka's `handleTxnOffsetCommitRequest`): WRITE on the transactional id
+//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition), READ on the group
+//! (GROUP_AUTHORIZATION_FAILED likewise), then READ on each topic (TOPIC_AUTHORIZATION_FAILED,
+//! before its existence is checked).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use sluice_security::acl::{AclOperation, ResourceType};
 
 use super::{sb, Ctx};
 use crate::group::records::{OffsetValue, OffsetsRecord};
@@ -46,6 +53,14 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOff
     // Per partition: an error found now, or None (shares the request's outcome).
     let mut slots: Vec<(String, i32, Option<i16>)> = Vec::new();
     let mut records = Vec::new();
+    let refused = if !ctx.authorize_transactional_id(AclOperation::Write, &req.transactional_id.0) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.authorize_group(AclOperation::Read, &group_id) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    let mut may_read = ctx.authorizer_cache(AclOperation::Read, ResourceType::Topic);
     for t in &req.topics {
         let topic = t.name.0.to_string();
         for p in &t.partitions {
@@ -55,7 +70,11 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOff
                 .map(|m| m.to_string())
                 .unwrap_or_default();
             let known = ctx.broker.partition(&topic, p.partition_index).is_some();
-            let error = if !known {
+            let error = if let Some(e) = refused {
+                Some(e.code())
+            } else if !may_read.allows(&topic) {
+                Some(ResponseError::TopicAuthorizationFailed.code())
+            } else if !known {
                 Some(ResponseError::UnknownTopicOrPartition.code())
             } else if metadata.len() > max_metadata {
                 Some(ResponseError::OffsetMetadataTooLarge.code())
@@ -78,10 +97,14 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOff
             slots.push((topic.clone(), p.partition_index, error));
         }
     }
-    let outcome = commit(ctx, &req, records)
-        .await
-        .err()
-        .map_or(0, |e| e.code());
+    let outcome = if refused.is_some() {
+        0
+    } else {
+        commit(ctx, &req, records)
+            .await
+            .err()
+            .map_or(0, |e| e.code())
+    };
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
     for (topic, partition, error) in slots {
         let code = error.unwrap_or(outcome);

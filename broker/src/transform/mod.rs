@@ -12,6 +12,14 @@
 //! checks that the input, table and stream topics exist, creates the outputs and the internal
 //! repartition and changelog topics that are missing (as many partitions as the input), stores
 //! the definition, then starts the tasks.
+//!
+//! A spec's `principal` (such as `User:etl`) is who the transform acts as when the broker's
+//! authorizer is enabled: it must be allowed to READ the input, table and stream topics and to
+//! WRITE the output, late and errors topics (as a client connecting from the broker's own
+//! address, 127.0.0.1). A deploy it fails is refused; a start (at deploy, resume or broker
+//! start-up) it fails leaves every task stopped with the reason. Without `principal` the
+//! transform acts with the broker's own rights, as an internal client does. Its internal
+//! topics, consumer group and transactional ids are the transform's own and need no ACL.
 
 pub mod http;
 pub mod reader;
@@ -20,12 +28,14 @@ pub mod store;
 pub mod task;
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use operators::TransformSpec;
 use serde::{Deserialize, Serialize};
+use sluice_security::acl::{AclOperation, ResourceType};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{now_ms, Broker};
@@ -109,6 +119,9 @@ pub struct TransformManager {
     /// Serialises deploy / delete / pause / resume.
     admin: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
+    /// Every task ever started, so shutdown can wait for them before the logs close (a task
+    /// reading a log after `close_all` would touch unmapped index pages).
+    tasks: tokio_util::task::TaskTracker,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,7 +134,14 @@ impl TransformManager {
             deployed: Mutex::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
             shutdown,
+            tasks: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Waits until every task has stopped (after the shutdown token was cancelled).
+    pub async fn wait_stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Loads the stored definitions and starts every transform that is not paused.
@@ -147,7 +167,7 @@ impl TransformManager {
                         deployed_ms: now_ms(),
                     };
                     if !d.paused {
-                        if let Err(e) = start(broker, &mut d) {
+                        if let Err(e) = start(broker, &self.tasks, &mut d) {
                             tracing::error!(transform = %name, error = %e, "cannot start transform");
                         }
                     }
@@ -172,6 +192,9 @@ impl TransformManager {
         if lock(&self.deployed).contains_key(&spec.name) {
             return Err(TransformError::Exists(spec.name.clone()));
         }
+        if let Some(why) = refused(broker, &spec) {
+            return Err(TransformError::Topic(why));
+        }
         prepare_topics(broker, &spec).await?;
         let def = Definition {
             spec: yaml.to_string(),
@@ -186,7 +209,7 @@ impl TransformManager {
             tasks: Vec::new(),
             deployed_ms: now_ms(),
         };
-        start(broker, &mut d)?;
+        start(broker, &self.tasks, &mut d)?;
         let name = d.spec.name.clone();
         let info = describe(&name, &d);
         lock(&self.deployed).insert(name, d);
@@ -236,7 +259,7 @@ impl TransformManager {
             d.cancel = self.shutdown.child_token();
         } else if !paused && d.paused {
             d.paused = false;
-            start(broker, d)?;
+            start(broker, &self.tasks, d)?;
         }
         d.paused = paused;
         Ok(describe(name, d))
@@ -312,9 +335,42 @@ fn describe(name: &str, d: &Deployed) -> TransformInfo {
     }
 }
 
-/// Spawns one task per stage and partition.
-fn start(broker: &Arc<Broker>, d: &mut Deployed) -> Result<(), TransformError> {
+/// Why the spec's `principal` may not run the transform, if it may not: the first topic it
+/// may not READ (inputs) or WRITE (outputs). `None` without a principal or an authorizer.
+fn refused(broker: &Broker, spec: &TransformSpec) -> Option<String> {
+    let principal = spec.principal.as_deref()?;
+    let plan = spec.topics();
+    let reads = std::iter::once(&plan.input)
+        .chain(&plan.tables)
+        .chain(&plan.streams)
+        .map(|t| (AclOperation::Read, t));
+    let writes = plan
+        .outputs
+        .iter()
+        .chain(&plan.late)
+        .chain(plan.errors.iter())
+        .map(|t| (AclOperation::Write, t));
+    let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    reads.chain(writes).find_map(|(op, topic)| {
+        (!broker
+            .security
+            .authorize(principal, host, op, ResourceType::Topic, topic))
+        .then(|| format!("principal {principal} is not allowed to {op} topic {topic} (ACLs)"))
+    })
+}
+
+/// Spawns one task per stage and partition; if the spec's principal is refused, the tasks
+/// are created stopped with the reason instead.
+fn start(
+    broker: &Arc<Broker>,
+    tracker: &tokio_util::task::TaskTracker,
+    d: &mut Deployed,
+) -> Result<(), TransformError> {
     d.tasks.clear();
+    let refusal = refused(broker, &d.spec);
+    if let Some(why) = &refusal {
+        tracing::error!(transform = %d.spec.name, error = %why, "transform not started");
+    }
     for stage in d.spec.stages() {
         let count = broker
             .topic(&stage.input_topic)
@@ -331,7 +387,11 @@ fn start(broker: &Arc<Broker>, d: &mut Deployed) -> Result<(), TransformError> {
                 ..TaskStatus::default()
             });
             d.tasks.push(Arc::clone(&status));
-            tokio::spawn(task::run(
+            if let Some(why) = &refusal {
+                *lock(&status.error) = Some(format!("stopped: {why}"));
+                continue;
+            }
+            tracker.spawn(task::run(
                 Arc::clone(broker),
                 Arc::clone(&d.spec),
                 stage.clone(),

@@ -31,8 +31,21 @@ pub(crate) fn test_listener() -> sluice_broker::server::ListenerInfo {
 
 impl Caller {
     /// Handles `body` at `version` and checks the response round-trips at that version.
+    #[allow(dead_code)] // Not every test crate including this module calls it.
     pub(crate) async fn call(
         &self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind, String> {
+        self.call_as("User:ANONYMOUS", api, version, body).await
+    }
+
+    /// [`Caller::call`] as `principal` (what SASL or TLS would have authenticated).
+    #[allow(dead_code)] // Not every test crate including this module calls it.
+    pub(crate) async fn call_as(
+        &self,
+        principal: &str,
         api: ApiKey,
         version: i16,
         body: RequestKind,
@@ -45,7 +58,7 @@ impl Caller {
             api: "test",
             client_id: "tester",
             peer,
-            principal: "User:ANONYMOUS",
+            principal,
             listener: &self.listener,
         };
         let response = tokio::time::timeout(Duration::from_secs(20), handler::handle(&ctx, body))
