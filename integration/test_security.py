@@ -241,7 +241,7 @@ def test_wrong_password_is_refused_for_confluent(broker_factory, pki, unique_top
     assert any(e.code() == -169 for e in errors), errors  # _AUTHENTICATION
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
 def test_kafka_python_over_sasl_ssl(broker_factory, pki, unique_topic, mechanism):
     from kafka import KafkaConsumer, KafkaProducer
     broker, _ = secured_broker(broker_factory, pki, "SASL_SSL")
