@@ -359,13 +359,22 @@ impl Broker {
         let id = topic.meta.id;
         let dirs: Vec<_> = topic.partitions.iter().map(|p| p.tp.dir_name()).collect();
         drop(topic);
+        // The directories move aside before the admin lock is released: a topic created
+        // again under the same name at once must not find them (or have its own new
+        // directories renamed away by a late rename). Only the removal runs in the background.
+        let mut moved = Vec::new();
+        for d in dirs {
+            let from = data_dir.join(&d);
+            let to = data_dir.join(format!("{d}.{}-delete", id.simple()));
+            match std::fs::rename(&from, &to) {
+                Ok(()) => moved.push(to),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(dir = %from.display(), error = %e, "cannot move a deleted partition aside"),
+            }
+        }
         tokio::task::spawn_blocking(move || {
-            for d in dirs {
-                let from = data_dir.join(&d);
-                let to = data_dir.join(format!("{d}.{}-delete", id.simple()));
-                if std::fs::rename(&from, &to).is_ok() {
-                    let _ = std::fs::remove_dir_all(&to);
-                }
+            for to in moved {
+                let _ = std::fs::remove_dir_all(&to);
             }
         });
         tracing::info!(topic = %name, "deleted topic");
