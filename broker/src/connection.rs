@@ -5,6 +5,12 @@
 //! On SASL listeners the connection first authenticates ([`SaslSession`]): until then only
 //! ApiVersions, SaslHandshake and SaslAuthenticate are served, frames are capped at
 //! `sasl.server.max.receive.size`, and anything else closes the connection.
+//!
+//! A client over its quota is throttled as Kafka does since KIP-219: its response goes out at
+//! once with `throttle_time_ms` and the connection then reads nothing for that long (muted),
+//! even after an acks=0 produce that gets no response. Clients older than KIP-219 (Produce
+//! before v6, Fetch before v8) do not back off themselves, so their response waits out the
+//! throttle instead, as in Kafka.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +96,35 @@ enum Reply {
     SendThenClose(BytesMut),
 }
 
+/// After a throttled request: how long to read nothing from the connection.
+#[derive(Debug, Default, Clone, Copy)]
+struct Mute {
+    ms: u64,
+    /// The client does not back off on `throttle_time_ms`: hold the response back too.
+    before_response: bool,
+}
+
+/// Whether the client backs off by itself on a response's `throttle_time_ms` (Kafka's
+/// `shouldClientThrottle`); only Produce and Fetch are throttled here.
+fn client_throttles(api_key: ApiKey, version: i16) -> bool {
+    match api_key {
+        ApiKey::Produce => version >= 6,
+        ApiKey::Fetch => version >= 8,
+        _ => true,
+    }
+}
+
+/// Waits out a mute; false when shutdown came first.
+async fn wait_muted(ms: u64, shutdown: &CancellationToken) -> bool {
+    if ms == 0 {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
 /// Serves one connection until the peer closes it, sends something invalid, or shutdown.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     broker: Arc<Broker>,
@@ -142,17 +177,26 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             .sasl
             .as_ref()
             .is_some_and(|s| s.raw_tokens && s.in_exchange());
+        let mut mute = Mute::default();
         let reply = if raw_token {
             raw_sasl_token(&broker, &mut peer, &frame).await
         } else {
-            respond(&broker, frame, &mut peer, &shutdown).await
+            respond(&broker, frame, &mut peer, &shutdown, &mut mute).await
         };
         let (out, close) = match reply {
             Reply::Close => return,
-            Reply::Nothing => continue,
+            Reply::Nothing => {
+                if !wait_muted(mute.ms, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
             Reply::Send(b) => (b, false),
             Reply::SendThenClose(b) => (b, true),
         };
+        if mute.before_response && !wait_muted(mute.ms, &shutdown).await {
+            return;
+        }
         if let Err(e) = stream.write_all(&out).await {
             tracing::debug!(peer = %addr, error = %e, "write failed");
             return;
@@ -161,6 +205,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if close {
             let _ = stream.flush().await;
             let _ = stream.shutdown().await;
+            return;
+        }
+        if !mute.before_response && !wait_muted(mute.ms, &shutdown).await {
             return;
         }
     }
@@ -291,6 +338,7 @@ async fn respond(
     frame: bytes::Bytes,
     conn: &mut Peer,
     shutdown: &CancellationToken,
+    mute: &mut Mute,
 ) -> Reply {
     let peer = conn.addr;
     let started = Instant::now();
@@ -373,9 +421,13 @@ async fn respond(
         principal: &conn.principal,
         listener: &conn.listener,
     };
-    let response = handler::handle(&ctx, req.body).await;
+    let handled = handler::handle_request(&ctx, req.body).await;
     broker.metrics.requests.with_label_values(&[api]).inc();
-    let out = match response {
+    *mute = Mute {
+        ms: handled.throttle_ms,
+        before_response: !client_throttles(api_key, version),
+    };
+    let out = match handled.response {
         None => Reply::Nothing,
         Some(body) => match request::encode_response(api_key, version, correlation_id, &body, 1024)
         {

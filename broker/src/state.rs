@@ -369,7 +369,9 @@ impl Broker {
             match std::fs::rename(&from, &to) {
                 Ok(()) => moved.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(dir = %from.display(), error = %e, "cannot move a deleted partition aside"),
+                Err(e) => {
+                    tracing::warn!(dir = %from.display(), error = %e, "cannot move a deleted partition aside")
+                }
             }
         }
         tokio::task::spawn_blocking(move || {

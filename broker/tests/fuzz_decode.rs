@@ -276,6 +276,47 @@ fn body_for(key: ApiKey) -> RequestKind {
                         .with_salted_password(Bytes::from_static(&[7; 64]))]),
             )
         }
+        ApiKey::DescribeClientQuotas => {
+            use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+            RequestKind::DescribeClientQuotas(
+                kafka_protocol::messages::DescribeClientQuotasRequest::default()
+                    .with_components(vec![
+                        ComponentData::default()
+                            .with_entity_type(StrBytes::from_static_str("user"))
+                            .with_match_type(0)
+                            .with_match(Some(StrBytes::from_static_str("alice"))),
+                        ComponentData::default()
+                            .with_entity_type(StrBytes::from_static_str("client-id"))
+                            .with_match_type(1),
+                    ])
+                    .with_strict(true),
+            )
+        }
+        ApiKey::AlterClientQuotas => {
+            use kafka_protocol::messages::alter_client_quotas_request::{
+                EntityData, EntryData, OpData,
+            };
+            RequestKind::AlterClientQuotas(
+                kafka_protocol::messages::AlterClientQuotasRequest::default().with_entries(vec![
+                    EntryData::default()
+                        .with_entity(vec![
+                            EntityData::default()
+                                .with_entity_type(StrBytes::from_static_str("user"))
+                                .with_entity_name(Some(StrBytes::from_static_str("alice"))),
+                            EntityData::default()
+                                .with_entity_type(StrBytes::from_static_str("client-id")),
+                        ])
+                        .with_ops(vec![
+                            OpData::default()
+                                .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                                .with_value(1_048_576.0),
+                            OpData::default()
+                                .with_key(StrBytes::from_static_str("consumer_byte_rate"))
+                                .with_remove(true),
+                        ]),
+                ]),
+            )
+        }
         other => panic!("no seed for {other:?}"),
     }
 }

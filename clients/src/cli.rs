@@ -1,5 +1,5 @@
 //! The client subcommands of the `sluice` binary: `topic`, `produce`, `consume`, `bench`,
-//! `group`, `txn`, `transform` and `acl`; [`user`] holds the online SCRAM user commands
+//! `group`, `txn`, `transform`, `acl` and `quota`; [`user`] holds the online SCRAM user commands
 //! (`create`, `delete`, `list`) the binary's `user` subcommand calls.
 //!
 //! Mount [`Command`] in a clap parser (`#[command(flatten)]` or as a variant's subcommand) and
@@ -20,6 +20,7 @@ pub mod group;
 mod latency;
 pub mod produce;
 mod progress;
+pub mod quota;
 pub mod template;
 pub mod topic;
 pub mod transform;
@@ -31,6 +32,7 @@ pub use bench::BenchCommand;
 pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
 pub use produce::ProduceArgs;
+pub use quota::QuotaCommand;
 pub use topic::TopicCommand;
 pub use transform::TransformCommand;
 pub use txn::TxnCommand;
@@ -77,6 +79,10 @@ pub enum Command {
     /// `kafka-acls.sh`.
     #[command(subcommand)]
     Acl(AclCommand),
+    /// Client quotas (byte rates of users and client ids): list, set, remove, as Kafka's
+    /// `kafka-configs.sh --entity-type users|clients`.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
 }
 
 /// Where and how to connect; every subcommand takes these.
@@ -121,6 +127,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Txn(cmd) => txn::run(cmd).await,
         Command::Transform(cmd) => transform::run(cmd).await,
         Command::Acl(cmd) => acl::run(cmd).await,
+        Command::Quota(cmd) => quota::run(cmd).await,
     }
 }
 
@@ -176,6 +183,16 @@ mod tests {
                 "t",
             ],
             &["acl", "remove", "--cluster"],
+            &["quota", "list"],
+            &[
+                "quota",
+                "set",
+                "--user",
+                "a",
+                "--producer-byte-rate",
+                "1024",
+            ],
+            &["quota", "remove", "--client-id", "c"],
             &[
                 "group",
                 "reset-offsets",

@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    CreateAclsRequest, CreateTopicsRequest, DeleteAclsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeAclsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeTransactionsRequest, DescribeUserScramCredentialsRequest, FetchRequest,
-    FindCoordinatorRequest, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
-    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
-    ProduceRequest, RequestHeader, RequestKind, ResponseKind,
+    AlterClientQuotasRequest, AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest,
+    ConsumerGroupDescribeRequest, CreateAclsRequest, CreateTopicsRequest, DeleteAclsRequest,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeAclsRequest, DescribeClientQuotasRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeTransactionsRequest,
+    DescribeUserScramCredentialsRequest, FetchRequest, FindCoordinatorRequest,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
+    RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use protocol::{client, frame};
@@ -393,6 +394,8 @@ exchange! {
     DeleteAcls => DeleteAclsRequest,
     DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
     AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+    DescribeClientQuotas => DescribeClientQuotasRequest,
+    AlterClientQuotas => AlterClientQuotasRequest,
 }
 
 fn api_key<R: Request>() -> Result<ApiKey, Error> {

@@ -6,6 +6,13 @@
 //! follower's fetch (a replica id >= 0) needs CLUSTER_ACTION on the cluster. Refused
 //! partitions answer TOPIC_AUTHORIZATION_FAILED at once and do not end the long poll of the
 //! others.
+//!
+//! Quotas (KIP-13, KIP-219), as Kafka's `handleFetchRequest`: a consumer's fetch is capped to
+//! what its `consumer_byte_rate` allows over the quota window, its record bytes are recorded
+//! on the client's sensor, and over quota the fetch answers at once with the throttle time and
+//! no data (the bytes are taken back off the sensor; the client fetches them again after the
+//! throttle), then the connection mutes. A full fetch that is throttled opens no session.
+//! Followers' fetches are not metered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +24,10 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use sluice_security::acl::{AclOperation, ResourceType};
+use sluice_security::quota::QuotaType;
 use uuid::Uuid;
 
-use super::{sb, Ctx};
+use super::{sb, throttle_time_ms, Ctx};
 use crate::error::log_error_code;
 use crate::fetch_session::{SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
 use crate::partition::check_leader_epoch;
@@ -228,7 +236,8 @@ fn read_partitions(
     (out, total)
 }
 
-pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+/// The response and the throttle time.
+pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, u64) {
     let broker = ctx.broker;
     let now = now_ms();
     let by_id = ctx.version >= 13;
@@ -261,13 +270,13 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                     broker
                         .metrics
                         .error(ctx.api, ResponseError::FetchSessionIdNotFound.code());
-                    return top_level_error(ResponseError::FetchSessionIdNotFound);
+                    return (top_level_error(ResponseError::FetchSessionIdNotFound), 0);
                 };
                 if session.epoch != epoch {
                     broker
                         .metrics
                         .error(ctx.api, ResponseError::InvalidFetchSessionEpoch.code());
-                    return top_level_error(ResponseError::InvalidFetchSessionEpoch);
+                    return (top_level_error(ResponseError::InvalidFetchSessionEpoch), 0);
                 }
                 session.epoch = session.epoch.wrapping_add(1).max(1);
                 session.last_used_ms = now;
@@ -327,8 +336,18 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     };
     let all_denied = !denied.is_empty() && denied.iter().all(|d| *d);
     let denied = Arc::new(denied);
-    let max_bytes = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
-    let min_bytes = req.min_bytes.max(0) as usize;
+    // As Kafka: a consumer's fetch is capped to what its quota allows over the window.
+    let quota_max_bytes = if follower {
+        None
+    } else {
+        broker
+            .security
+            .quota_window_max_bytes(QuotaType::Fetch, ctx.principal, ctx.client_id)
+    };
+    let max_bytes = (req.max_bytes.max(0) as usize)
+        .min(broker.config.fetch_max_bytes)
+        .min(quota_max_bytes.map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX)));
+    let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appended = broker.appended.subscribe();
@@ -348,7 +367,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "fetch read task failed");
-                return top_level_error(ResponseError::UnknownServerError);
+                return (top_level_error(ResponseError::UnknownServerError), 0);
             }
         };
         let has_error = got
@@ -369,6 +388,35 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             _ = ctx.shutdown.cancelled() => {}
         }
     };
+
+    if !follower {
+        let bytes: u64 = got
+            .iter()
+            .map(|g| g.records.as_ref().map_or(0, |r| r.len() as u64))
+            .sum();
+        let throttle_ms = ctx.record_quota(QuotaType::Fetch, bytes);
+        if throttle_ms > 0 {
+            // Kafka's throttled fetch: no data (so the client cannot run ahead of its quota),
+            // taken back off the sensor, and no new session.
+            ctx.unrecord_quota(QuotaType::Fetch, bytes);
+            let session_id = if incremental {
+                session_id
+            } else {
+                if session_id != 0 {
+                    broker
+                        .fetch_sessions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(session_id);
+                }
+                0
+            };
+            let response = FetchResponse::default()
+                .with_throttle_time_ms(throttle_time_ms(throttle_ms))
+                .with_session_id(session_id);
+            return (response, throttle_ms);
+        }
+    }
 
     // For an incremental session, answer only partitions with news, and remember what was sent.
     let mut include = vec![true; wants.len()];
@@ -447,7 +495,8 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             );
         }
     }
-    FetchResponse::default()
+    let response = FetchResponse::default()
         .with_session_id(session_id)
-        .with_responses(responses)
+        .with_responses(responses);
+    (response, 0)
 }

@@ -9,6 +9,7 @@ use sluice_security::acl::{
     AclOperation, AclPermissionType, PatternType, ResourceType, CLUSTER_NAME, WILDCARD_HOST,
     WILDCARD_PRINCIPAL, WILDCARD_RESOURCE,
 };
+use sluice_security::quota::QuotaType;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Broker;
@@ -17,6 +18,7 @@ mod acls;
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
+mod client_quotas;
 mod configs;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -96,6 +98,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // Served by the connection itself (they change its state), not by `handle`.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -126,13 +130,46 @@ pub struct Ctx<'a> {
     pub listener: &'a crate::server::ListenerInfo,
 }
 
+/// What handling one request produced.
+#[derive(Debug)]
+pub struct Handled {
+    /// The response; `None`: none is sent (produce acks=0).
+    pub response: Option<ResponseKind>,
+    /// How long the client is over its quota (also in the response's `throttle_time_ms`): the
+    /// connection reads no further request for this long (KIP-219), even when no response is
+    /// sent. Zero when not throttled.
+    pub throttle_ms: u64,
+}
+
 /// Runs the handler for a decoded request. `None`: no response is sent (produce acks=0).
 pub async fn handle(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
+    handle_request(ctx, body).await.response
+}
+
+/// [`handle`], with the throttle time the connection must apply after the response.
+pub async fn handle_request(ctx: &Ctx<'_>, body: RequestKind) -> Handled {
+    let (response, throttle_ms) = match body {
+        RequestKind::Produce(r) => {
+            let (response, throttle_ms) = produce::handle(ctx, r).await;
+            (response.map(ResponseKind::Produce), throttle_ms)
+        }
+        RequestKind::Fetch(r) => {
+            let (response, throttle_ms) = fetch::handle(ctx, r).await;
+            (Some(ResponseKind::Fetch(response)), throttle_ms)
+        }
+        other => (dispatch(ctx, other).await, 0),
+    };
+    Handled {
+        response,
+        throttle_ms,
+    }
+}
+
+/// The APIs no quota throttles.
+async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
     Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
-        RequestKind::Produce(r) => return produce::handle(ctx, r).await.map(ResponseKind::Produce),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await)
         }
@@ -222,6 +259,12 @@ pub async fn handle(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::AlterUserScramCredentials(r) => {
             ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, r).await)
         }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(client_quotas::alter(ctx, r).await)
+        }
         other => {
             // The connection checks `supported` before decoding, so this is a table mismatch.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
@@ -296,6 +339,21 @@ impl Ctx<'_> {
     /// `op` on a transactional id.
     pub(crate) fn authorize_transactional_id(&self, op: AclOperation, id: &str) -> bool {
         self.authorize(op, ResourceType::TransactionalId, id)
+    }
+
+    /// Records `bytes` on the request's client quota of `quota_type` and returns the throttle
+    /// time: 0 within the quota or without one.
+    pub(crate) fn record_quota(&self, quota_type: QuotaType, bytes: u64) -> u64 {
+        let security = &self.broker.security;
+        let now_ms = security.quota_now_ms();
+        security.record_quota(quota_type, self.principal, self.client_id, bytes, now_ms)
+    }
+
+    /// Takes back a [`Ctx::record_quota`] whose bytes are not sent.
+    pub(crate) fn unrecord_quota(&self, quota_type: QuotaType, bytes: u64) {
+        let security = &self.broker.security;
+        let now_ms = security.quota_now_ms();
+        security.unrecord_quota(quota_type, self.principal, self.client_id, bytes, now_ms);
     }
 
     /// One check per distinct name, as Kafka's `filterByAuthorized`: for requests that name a
@@ -409,6 +467,11 @@ impl AuthorizerCache<'_, '_> {
         self.seen.insert(name.to_string(), allowed);
         allowed
     }
+}
+
+/// A throttle time for a response's `throttle_time_ms`.
+pub(crate) fn throttle_time_ms(ms: u64) -> i32 {
+    i32::try_from(ms).unwrap_or(i32::MAX)
 }
 
 /// `StrBytes` from a `String`.

@@ -6,12 +6,17 @@
 //! WRITE on its transactional id (else every partition gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
 //! each topic needs WRITE (TOPIC_AUTHORIZATION_FAILED), checked before the topic's existence.
 //! Idempotent produce needs nothing more: WRITE on the topic implies it since KIP-679.
+//!
+//! Quotas (KIP-13, KIP-219): once the request is handled, its record bytes are recorded on the
+//! client's `producer_byte_rate` sensor; over quota, the response carries the throttle time
+//! and the connection mutes for it (acks=0 included, which gets no response).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use sluice_security::acl::{AclOperation, ResourceType};
+use sluice_security::quota::QuotaType;
 
 use super::Ctx;
 use crate::error::log_error_code;
@@ -84,8 +89,23 @@ fn error_partition(index: i32, code: i16) -> PartitionProduceResponse {
         .with_log_start_offset(-1)
 }
 
-/// `None` for acks=0: Kafka sends no response at all.
-pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+/// The response (`None` for acks=0: Kafka sends no response at all) and the throttle time.
+pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> (Option<ProduceResponse>, u64) {
+    // Every batch of the request counts, refused or not, as Kafka counts the whole request.
+    let bytes: u64 = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum();
+    let response = append(ctx, req).await;
+    let throttle_ms = ctx.record_quota(QuotaType::Produce, bytes);
+    let response = response.map(|r| r.with_throttle_time_ms(super::throttle_time_ms(throttle_ms)));
+    (response, throttle_ms)
+}
+
+/// Handles the request; `None` for acks=0.
+async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
     let transactional_id = req
