@@ -49,36 +49,11 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn open(
-    dir: &std::path::Path,
-    authorizer: bool,
-) -> Result<Arc<Broker>, Box<dyn std::error::Error>> {
-    let mut config = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        admin_listen: None,
-        ..BrokerConfig::default()
-    };
-    config.security.authorizer_enabled = authorizer;
-    config.security.super_users = ADMIN.into();
-    Ok(tokio::task::block_in_place(|| Broker::open(config))?)
-}
-
 async fn caller(
     dir: &std::path::Path,
     authorizer: bool,
 ) -> Result<Caller, Box<dyn std::error::Error>> {
-    let c = Caller {
-        broker: open(dir, authorizer)?,
-        shutdown: CancellationToken::new(),
-        listener: common::test_listener(),
-    };
-    if c.broker.topic(TOPIC).is_none() {
-        c.broker
-            .create_topic(TOPIC, 2, Default::default(), false)
-            .await
-            .map_err(|(_, m)| m)?;
-    }
-    Ok(c)
+    common::secured_caller(dir, authorizer, TOPIC, 2).await
 }
 
 /// The five kinds of principal of the matrix.

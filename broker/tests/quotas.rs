@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use sluice_broker::config::BrokerConfig;
 use sluice_broker::handler::{self, Ctx};
-use sluice_broker::state::Broker;
 use sluice_clients::cli::quota;
 use sluice_security::acl::{
     AclBinding, AclOperation, AclPermissionType, PatternType, ResourceType,
@@ -46,36 +44,11 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn open(
-    dir: &std::path::Path,
-    authorizer: bool,
-) -> Result<Arc<Broker>, Box<dyn std::error::Error>> {
-    let mut config = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        admin_listen: None,
-        ..BrokerConfig::default()
-    };
-    config.security.authorizer_enabled = authorizer;
-    config.security.super_users = ADMIN.into();
-    Ok(tokio::task::block_in_place(|| Broker::open(config))?)
-}
-
 async fn caller(
     dir: &std::path::Path,
     authorizer: bool,
 ) -> Result<Caller, Box<dyn std::error::Error>> {
-    let c = Caller {
-        broker: open(dir, authorizer)?,
-        shutdown: CancellationToken::new(),
-        listener: common::test_listener(),
-    };
-    if c.broker.topic(TOPIC).is_none() {
-        c.broker
-            .create_topic(TOPIC, 4, Default::default(), false)
-            .await
-            .map_err(|(_, m)| m)?;
-    }
-    Ok(c)
+    common::secured_caller(dir, authorizer, TOPIC, 4).await
 }
 
 /// Kafka's throttle for `bytes` recorded over a window of `window_ms` against `bound` bytes/s,
@@ -999,11 +972,7 @@ async fn receive(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_connection_reads_nothing_for_the_throttle_time() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let broker = open(dir.path(), false)?;
-    broker
-        .create_topic(TOPIC, 4, Default::default(), false)
-        .await
-        .map_err(|(_, m)| m)?;
+    let broker = Arc::clone(&caller(dir.path(), false).await?.broker);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let bound_addr = listener.local_addr()?;
     let info = sluice_broker::server::ListenerInfo {

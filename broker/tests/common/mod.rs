@@ -18,6 +18,37 @@ pub(crate) struct Caller {
     pub(crate) listener: sluice_broker::server::ListenerInfo,
 }
 
+/// A broker on `dir` with the authorizer on or off and `User:admin` as its super user, and a
+/// Caller on it holding `topic` with `partitions` partitions.
+#[allow(dead_code)] // Not every test crate including this module calls it.
+pub(crate) async fn secured_caller(
+    dir: &std::path::Path,
+    authorizer: bool,
+    topic: &str,
+    partitions: i32,
+) -> Result<Caller, Box<dyn std::error::Error>> {
+    let mut config = sluice_broker::config::BrokerConfig {
+        data_dir: dir.to_path_buf(),
+        admin_listen: None,
+        ..Default::default()
+    };
+    config.security.authorizer_enabled = authorizer;
+    config.security.super_users = "User:admin".into();
+    let broker = tokio::task::block_in_place(|| Broker::open(config))?;
+    let c = Caller {
+        broker,
+        shutdown: CancellationToken::new(),
+        listener: test_listener(),
+    };
+    if c.broker.topic(topic).is_none() {
+        c.broker
+            .create_topic(topic, partitions, Default::default(), false)
+            .await
+            .map_err(|(_, m)| m)?;
+    }
+    Ok(c)
+}
+
 /// The listener in-process calls pretend to come in on.
 pub(crate) fn test_listener() -> sluice_broker::server::ListenerInfo {
     sluice_broker::server::ListenerInfo {
