@@ -279,7 +279,7 @@ fn offset_commit(c: &mut Criterion) {
         });
     }
     g.finish();
-    broker.close_all();
+    rt.block_on(broker.shutdown());
 }
 
 criterion_group!(benches, rebalance, offset_commit);

@@ -21,16 +21,14 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     let mut parts = Vec::new();
     for t in broker.topics() {
         for p in &t.partitions {
-            if let Ok(log) = p.log() {
-                if let Ok(l) = log.read() {
-                    parts.push((
-                        t.meta.name.clone(),
-                        p.tp.partition,
-                        l.log_start_offset(),
-                        l.log_end_offset(),
-                        l.size_bytes(),
-                    ));
-                }
+            if let Ok(o) = p.offsets() {
+                parts.push((
+                    t.meta.name.clone(),
+                    p.tp.partition,
+                    o.log_start_offset,
+                    o.log_end_offset,
+                    o.size_bytes,
+                ));
             }
         }
     }
@@ -61,7 +59,7 @@ async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .filter(|p| p.log().is_err())
+                .filter(|p| !p.is_online())
                 .map(|p| p.tp.to_string())
                 .collect::<Vec<_>>()
         })

@@ -6,110 +6,36 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::partition::Partition;
 use crate::state::{now_ms, Broker};
 
-fn each_log(
-    broker: &Broker,
-    mut f: impl FnMut(&std::sync::RwLock<log_store::Log>, &log_store::TopicPartition),
-) {
+fn each_partition(broker: &Broker, mut f: impl FnMut(&Partition)) {
     for t in broker.topics() {
         for p in &t.partitions {
-            if let Ok(log) = p.log() {
-                f(log, &p.tp);
-            }
+            f(p);
         }
     }
 }
 
 fn retention(broker: &Broker) {
-    each_log(broker, |log, tp| {
-        if let Ok(mut l) = log.write() {
-            match l.enforce_retention(now_ms()) {
-                Ok(r) if r.segments_deleted > 0 => {
-                    tracing::info!(partition = %tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(partition = %tp, error = %e, "retention failed"),
-            }
-        }
-    });
+    each_partition(broker, |p| p.enforce_retention(now_ms()));
 }
 
 fn flush_due(broker: &Broker) {
-    each_log(broker, |log, tp| {
-        let ticket = match log.read() {
-            Ok(l) if l.flush_due(now_ms()) => l.prepare_flush(),
-            _ => None,
-        };
-        if let Some(t) = ticket {
-            match t.sync() {
-                Ok(()) => {
-                    if let Ok(mut l) = log.write() {
-                        l.complete_flush(t.upto());
-                    }
-                }
-                Err(e) => tracing::error!(partition = %tp, error = %e, "scheduled flush failed"),
-            }
-        }
-    });
+    each_partition(broker, |p| p.flush_if_due(now_ms()));
 }
 
 fn checkpoint(broker: &Broker) {
-    each_log(broker, |log, tp| {
-        // Flush first so the checkpoint moves recovery forward.
-        let ticket = log.read().ok().and_then(|l| l.prepare_flush());
-        if let Some(t) = ticket {
-            if t.sync().is_ok() {
-                if let Ok(mut l) = log.write() {
-                    l.complete_flush(t.upto());
-                }
-            }
-        }
-        if let Ok(mut l) = log.write() {
-            if let Err(e) = l.checkpoint() {
-                tracing::error!(partition = %tp, error = %e, "checkpoint failed");
-            }
-        }
-    });
+    each_partition(broker, Partition::checkpoint);
 }
 
-/// One compaction pass per compacted partition that is due: planned under the read lock,
-/// executed (key map, cleaned segment files) with no lock, installed under the write lock.
+/// One compaction pass per compacted partition that is due.
 fn compaction(broker: &Broker) {
     if !broker.config.log_cleaner_enable {
         return;
     }
     let cleaner = log_store::cleaner::Cleaner::new(log_store::cleaner::CleanerConfig::default());
-    each_log(broker, |log, tp| {
-        let plan = match log.read() {
-            Ok(l) if l.config().cleanup_policy.compact => cleaner.plan(&l, now_ms()),
-            _ => None,
-        };
-        let Some(plan) = plan else { return };
-        let cleaned = match plan.execute() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(partition = %tp, error = %e, "compaction failed");
-                return;
-            }
-        };
-        let installed = match log.write() {
-            Ok(mut l) => l.install_cleaned(cleaned),
-            Err(_) => return,
-        };
-        match installed {
-            Ok(r) => tracing::info!(
-                partition = %tp,
-                bytes_before = r.bytes_before,
-                bytes_after = r.bytes_after,
-                records_removed = r.records_removed,
-                "compacted"
-            ),
-            Err(e) => {
-                tracing::error!(partition = %tp, error = %e, "installing compacted segments failed")
-            }
-        }
-    });
+    each_partition(broker, |p| p.compact(&cleaner, now_ms()));
 }
 
 async fn every(

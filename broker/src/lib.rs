@@ -31,10 +31,11 @@
 //! let limits = sluice_broker::server::ConnectionLimits::new(&broker);
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! sluice_broker::server::run(broker.clone(), listener, info.into(), None, limits, shutdown).await;
-//! broker.close_all();
+//! broker.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+pub mod actors;
 pub mod admin;
 pub mod alloc;
 pub mod background;

@@ -357,8 +357,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Their reads must end before the logs close.
         t.wait_stopped().await;
     }
-    let b = Arc::clone(&broker);
-    tokio::task::spawn_blocking(move || b.close_all()).await?;
+    broker.shutdown().await;
     tracing::info!("clean shutdown complete");
     Ok(())
 }

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use anyhow::Context;
 use kafka_protocol::error::ResponseError;
 use log_store::{Log, TopicPartition};
-use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::actors::Actors;
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
@@ -32,8 +32,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
     topics: RwLock<Topics>,
-    /// Bumped after every append round; long-polling fetches wait on it.
-    pub appended: Arc<watch::Sender<u64>>,
+    /// Partition append actors and group coordinator shards, joined by [`Broker::shutdown`].
+    pub(crate) actors: Actors,
     pub metrics: Metrics,
     pub fetch_sessions: Mutex<FetchSessionCache>,
     /// Serialises topic creation, deletion and config changes so that the metadata files and
@@ -50,8 +50,9 @@ pub struct Broker {
     pub producer_ids: ProducerIdManager,
     /// SCRAM credentials, ACLs and the authorizer (`<data-dir>/__security/`).
     pub security: crate::security::Security,
-    /// Held for the broker's lifetime: a second broker on this data dir is refused.
-    _lock: File,
+    /// Held until [`Broker::shutdown`] (or the broker's drop): a second broker on this data
+    /// dir is refused.
+    lock: Mutex<Option<File>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -123,12 +124,12 @@ impl Broker {
             )),
             cluster_id,
             topics: RwLock::new(Topics::default()),
-            appended: Arc::new(watch::channel(0u64).0),
+            actors: Actors::new(),
             admin: tokio::sync::Mutex::new(()),
             groups: OnceLock::new(),
             txns: OnceLock::new(),
             transforms: OnceLock::new(),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             config,
         });
         let metas = TopicMeta::load_all(&dir)?;
@@ -220,7 +221,7 @@ impl Broker {
                 if report.truncated_bytes > 0 || report.segments_scanned > 0 {
                     tracing::info!(partition = %tp, ?report, "recovered partition");
                 }
-                Partition::online(tp, log, Arc::clone(&self.appended))
+                Partition::online(tp, log, &self.actors)
             }
             Err(e) => {
                 tracing::error!(partition = %tp, error = %e, "partition is offline: its log could not be opened");
@@ -423,11 +424,7 @@ impl Broker {
             )
         })?;
         for p in &topic.partitions {
-            if let Ok(log) = p.log() {
-                if let Ok(mut l) = log.write() {
-                    l.set_config(config.clone());
-                }
-            }
+            p.set_config(config.clone());
         }
         let new = Arc::new(Topic {
             meta,
@@ -497,8 +494,32 @@ impl Broker {
         Ok(())
     }
 
-    /// Clean shutdown: flush and close every log, writing the clean-shutdown checkpoints.
-    pub fn close_all(&self) {
+    /// Clean shutdown, after the listeners, transforms and background tasks have ended: stops
+    /// and joins every partition actor and coordinator shard, flushes and closes every log
+    /// (writing the clean-shutdown checkpoints), then releases the data-dir lock.
+    pub async fn shutdown(self: &Arc<Self>) {
+        self.actors.stop_and_join().await;
+        let b = Arc::clone(self);
+        if let Err(e) = tokio::task::spawn_blocking(move || b.close_all()).await {
+            tracing::error!(error = %e, "closing the logs failed");
+        }
+        self.release_lock();
+    }
+
+    /// What a crash leaves: stops and joins every actor and releases the data-dir lock without
+    /// flushing or writing checkpoints. For tests that reopen a data dir as after a kill.
+    pub async fn abandon(&self) {
+        self.actors.stop_and_join().await;
+        self.topics_write().by_name.clear();
+        self.release_lock();
+    }
+
+    fn release_lock(&self) {
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
+    /// Flushes and closes every log. Call once the actors are stopped ([`Broker::shutdown`]).
+    fn close_all(&self) {
         let topics: Vec<_> = self
             .topics_write()
             .by_name
@@ -507,15 +528,7 @@ impl Broker {
             .collect();
         for t in topics {
             for p in &t.partitions {
-                if let Ok(log) = p.log() {
-                    let mut l = match log.write() {
-                        Ok(l) => l,
-                        Err(p) => p.into_inner(),
-                    };
-                    if let Err(e) = l.flush().and_then(|_| l.close_in_place()) {
-                        tracing::error!(partition = %p.tp, error = %e, "clean close failed");
-                    }
-                }
+                p.close();
             }
         }
     }

@@ -8,7 +8,6 @@
 //! Describe/AlterUserScramCredentials round trips with their error cases.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
@@ -772,7 +771,7 @@ async fn data_plane_matrix() -> TestResult {
             TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
         )?;
     }
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -907,7 +906,7 @@ async fn group_matrix() -> TestResult {
         )
         .await?;
     assert_eq!(listed(p).await?, vec![OFFSETS_GROUP.to_string()]);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -965,7 +964,7 @@ async fn acl_api_matrix() -> TestResult {
             CLUSTER_AUTHORIZATION_FAILED,
         )?;
     }
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -1167,7 +1166,7 @@ async fn finer_points_follow_kafka() -> TestResult {
         TOPIC
     );
     assert_eq!(fetch(&c, &p, TOPIC).await?, TOPIC_AUTHORIZATION_FAILED);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -1195,7 +1194,7 @@ async fn without_an_authorizer_everything_is_allowed_and_acl_apis_are_disabled()
         )
         .await?;
     assert_eq!(codes, vec![SECURITY_DISABLED]);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -1212,9 +1211,8 @@ async fn acls_survive_a_reopen() -> TestResult {
             )
             .await?;
         assert_eq!(fetch(&c, &p, TOPIC).await?, NONE);
-        c.broker.close_all();
+        c.broker.shutdown().await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let c = caller(dir.path(), true).await?;
     let r = describe_acls(&c, ADMIN).await?;
     assert_eq!(r.error_code, NONE);
@@ -1240,7 +1238,7 @@ async fn acls_survive_a_reopen() -> TestResult {
         fetch(&c, "User:other", TOPIC).await?,
         TOPIC_AUTHORIZATION_FAILED
     );
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -1512,28 +1510,28 @@ async fn scram_credentials_round_trip() -> TestResult {
             )
             .await?;
         assert_eq!(r, owned(&[("zoe", NONE)]));
-        c.broker.close_all();
+        c.broker.shutdown().await;
     }
     // The credentials are durable.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let c = caller(dir.path(), true).await?;
     let d = c.describe_users(ADMIN, None).await?;
     let users: Vec<String> = d.results.iter().map(|r| r.user.to_string()).collect();
     assert_eq!(users, vec!["alice".to_string(), "zoe".to_string()]);
-    let store = c
-        .broker
-        .security
-        .credentials
-        .read()
-        .map_err(|e| e.to_string())?;
-    assert!(store.verify_plain("zoe", "zoe-secret"));
-    // SHA-512 (still the first password) is what a PLAIN login checks first.
-    assert!(store.verify_plain("alice", "alice-secret"));
-    assert!(store
-        .get("alice", ScramMechanism::Sha256)
-        .is_some_and(|cr| cr.verify_password(ScramMechanism::Sha256, "alice-new")));
-    drop(store);
-    c.broker.close_all();
+    {
+        let store = c
+            .broker
+            .security
+            .credentials
+            .read()
+            .map_err(|e| e.to_string())?;
+        assert!(store.verify_plain("zoe", "zoe-secret"));
+        // SHA-512 (still the first password) is what a PLAIN login checks first.
+        assert!(store.verify_plain("alice", "alice-secret"));
+        assert!(store
+            .get("alice", ScramMechanism::Sha256)
+            .is_some_and(|cr| cr.verify_password(ScramMechanism::Sha256, "alice-new")));
+    }
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -1631,7 +1629,7 @@ async fn a_transform_runs_only_with_its_principals_rights() -> TestResult {
     assert_eq!(info.state, "running");
     c.shutdown.cancel();
     transforms.wait_stopped().await;
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -1767,6 +1765,6 @@ async fn cli_acl_and_user_commands_work_against_a_broker() -> TestResult {
 
     shutdown.cancel();
     let _ = server.await;
-    broker.close_all();
+    broker.shutdown().await;
     Ok(())
 }

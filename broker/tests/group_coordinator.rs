@@ -4,7 +4,6 @@
 //! back after the broker is reopened without a clean shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
@@ -392,7 +391,7 @@ async fn every_group_api_answers_every_version() -> TestResult {
             "DeleteGroups v{v}: the stable group is not empty"
         );
     }
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -438,9 +437,9 @@ async fn groups_and_offsets_come_back_after_a_crash() -> TestResult {
             .ok_or("no offsets topic")?;
         assert_eq!(topic.partitions.len(), 3);
         assert!(topic.config.cleanup_policy.compact);
-        // No clean shutdown: the broker is dropped with its logs as they are.
+        // No clean shutdown: the actors stop and the logs are left as they are.
+        c.broker.abandon().await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let c = Caller {
         broker: open(dir.path())?,
         shutdown: CancellationToken::new(),
@@ -480,6 +479,6 @@ async fn groups_and_offsets_come_back_after_a_crash() -> TestResult {
         );
         assert_eq!(d.groups[0].members.len(), 1);
     }
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }

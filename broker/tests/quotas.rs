@@ -380,7 +380,7 @@ async fn describe_and_alter_round_trip_with_filters() -> TestResult {
         )
         .await??;
         assert!(f.is_empty(), "{f:?}");
-        c.broker.close_all();
+        c.broker.shutdown().await;
     }
     Ok(())
 }
@@ -410,7 +410,7 @@ async fn validate_only_changes_nothing() -> TestResult {
     // Nothing was written either.
     let text = std::fs::read_to_string(sluice_broker::security::quotas_path(dir.path()))?;
     assert!(!text.contains("bob"), "{text}");
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -494,7 +494,7 @@ async fn bad_entities_keys_values_and_filters_are_refused_as_kafka_does() -> Tes
             other => return Err(format!("{components:?}: {other:?}").into()),
         }
     }
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -570,7 +570,7 @@ async fn quota_apis_need_describe_configs_and_alter_configs_on_the_cluster() -> 
     // Other principals are still refused, even with validate_only.
     let r = alter(&c, "User:alice", 1, change(), true).await?;
     assert_eq!(r[0].0, CLUSTER_AUTHORIZATION_FAILED);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -748,7 +748,7 @@ async fn produce_is_throttled_by_kafkas_formula_and_only_over_quota() -> TestRes
     set(&c, &[("user", Some("ANONYMOUS"))], &[(P, Some(1e12))]).await?;
     let p = produce(&c, "User:ANONYMOUS", "x", 1, &batches).await?;
     assert_eq!(p.throttle_ms, 0, "the named user wins over the default");
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -803,7 +803,7 @@ async fn the_sensors_follow_kafkas_rate_over_time() -> TestResult {
         security.record_quota(QuotaType::Produce, "User:dan", "", 1 << 40, 3_000_000),
         0
     );
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -887,7 +887,7 @@ async fn fetch_is_capped_to_the_quota_window_and_throttled_without_data() -> Tes
     let (r, t) = fetch(&c, "User:grace", 12, 0).await?;
     assert_eq!(t, 0);
     assert!(fetched_bytes(&r) > 250_000);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -904,9 +904,8 @@ async fn quotas_survive_a_reopen_and_apply_at_once() -> TestResult {
             &[(C, Some(7.0))],
         )
         .await?;
-        c.broker.close_all();
+        c.broker.shutdown().await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let c = caller(dir.path(), false).await?;
     let all = describe(&c, ADMIN, 1, &[], false).await??;
     assert_eq!(
@@ -934,7 +933,7 @@ async fn quotas_survive_a_reopen_and_apply_at_once() -> TestResult {
     set(&c, &[("client-id", Some("durable"))], &[(P, None)]).await?;
     let p = produce(&c, "User:anyone", "durable", 1, &batches).await?;
     assert_eq!(p.throttle_ms, 0);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -1155,6 +1154,6 @@ async fn a_throttled_connection_reads_nothing_for_the_throttle_time() -> TestRes
         "{:?}",
         stopping.elapsed()
     );
-    broker.close_all();
+    broker.shutdown().await;
     Ok(())
 }

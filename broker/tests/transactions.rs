@@ -5,7 +5,6 @@
 //! aborted and a PrepareCommit one completed.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
@@ -184,9 +183,8 @@ impl Caller {
             .broker
             .partition(topic, partition)
             .ok_or("no partition")?;
-        let log = p.log().map_err(|e| e.to_string())?;
-        let g = log.read().map_err(|e| e.to_string())?;
-        Ok((g.last_stable_offset(), g.high_watermark()))
+        let o = p.offsets().map_err(|e| e.to_string())?;
+        Ok((o.last_stable_offset, o.high_watermark))
     }
 
     async fn describe(&self, id: &str) -> Result<TxnMetadata, String> {
@@ -473,7 +471,7 @@ async fn every_transaction_api_answers_every_version() -> TestResult {
         "the abort marker carried the fencing epoch"
     );
     assert_eq!(zombie.current_txn_start_offset, -1);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }
 
@@ -488,9 +486,9 @@ async fn unfinished_transactions_are_settled_after_a_crash() -> TestResult {
         assert_eq!(c.produce(Some("ongoing"), ongoing, 0, "t", 0, 5).await?, 0);
         let (lso, hw) = c.offsets("t", 0)?;
         assert_eq!((lso, hw), (0, 5));
-        // No clean shutdown: the broker is dropped with its logs as they are.
+        // No clean shutdown: the actors stop and the logs are left as they are.
+        c.broker.abandon().await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let c = caller(dir.path()).await?;
     let m = c.describe("ongoing").await?;
     assert_eq!(m.state, TxnState::Ongoing, "loaded as it was");
@@ -518,9 +516,13 @@ async fn unfinished_transactions_are_settled_after_a_crash() -> TestResult {
     );
     let aborted = {
         let p = c.broker.partition("t", 0).ok_or("no partition")?;
-        let log = p.log().map_err(|e| e.to_string())?;
-        let g = log.read().map_err(|e| e.to_string())?;
-        g.aborted_transactions(0, 6)
+        let spec = sluice_broker::partition::ReadSpec {
+            fetch_offset: 0,
+            max_bytes: 1 << 20,
+            min_one_batch: true,
+            read_committed: true,
+        };
+        p.read(spec).map_err(|(e, _)| e.to_string())?.aborted
     };
     assert_eq!(aborted.len(), 1);
     assert_eq!(
@@ -529,6 +531,6 @@ async fn unfinished_transactions_are_settled_after_a_crash() -> TestResult {
     );
     // The old instance is fenced.
     assert_eq!(c.end(4, "ongoing", ongoing, true).await?, PRODUCER_FENCED);
-    c.broker.close_all();
+    c.broker.shutdown().await;
     Ok(())
 }

@@ -52,9 +52,15 @@ pub struct Unavailable;
 
 impl ShardHandle {
     /// Starts the task of shard `index` (partition `index` of the offsets topic).
-    pub fn spawn(index: i32, shard: GroupShard, broker: Weak<Broker>) -> ShardHandle {
+    /// It ends when every handle is dropped or the actors are stopped.
+    pub fn spawn(
+        index: i32,
+        shard: GroupShard,
+        broker: Weak<Broker>,
+        actors: &crate::actors::Actors,
+    ) -> ShardHandle {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_DEPTH);
-        tokio::spawn(run(index, shard, rx, broker));
+        actors.spawn(run(index, shard, rx, broker, actors.stop_token()));
         ShardHandle { index, tx }
     }
 
@@ -116,7 +122,13 @@ struct Task {
     origin: (tokio::time::Instant, i64),
 }
 
-async fn run(index: i32, shard: GroupShard, mut rx: mpsc::Receiver<Command>, broker: Weak<Broker>) {
+async fn run(
+    index: i32,
+    shard: GroupShard,
+    mut rx: mpsc::Receiver<Command>,
+    broker: Weak<Broker>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut task = Task {
         index,
         shard,
@@ -133,6 +145,7 @@ async fn run(index: i32, shard: GroupShard, mut rx: mpsc::Receiver<Command>, bro
         };
         let mut front = task.appends.pop_front();
         tokio::select! {
+            _ = stop.cancelled() => break,
             cmd = rx.recv() => {
                 if let Some(f) = front.take() {
                     task.appends.push_front(f);
@@ -296,7 +309,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn timers_fire_in_the_task() -> Result<(), String> {
         let shard = GroupShard::new(GroupConfig::default(), now_ms());
-        let h = ShardHandle::spawn(0, shard, Weak::new());
+        let h = ShardHandle::spawn(0, shard, Weak::new(), &crate::actors::Actors::new());
         let start = tokio::time::Instant::now();
         let joined = match h.request(|id| Input::Join(id, join(""))).await {
             Ok(Reply::Join(r)) => r,
@@ -323,7 +336,12 @@ mod tests {
     /// Without a broker the append fails, and the commit says so (retriably).
     #[tokio::test(start_paused = true)]
     async fn a_failed_append_is_a_retriable_error() -> Result<(), String> {
-        let h = ShardHandle::spawn(0, GroupShard::new(GroupConfig::default(), 0), Weak::new());
+        let h = ShardHandle::spawn(
+            0,
+            GroupShard::new(GroupConfig::default(), 0),
+            Weak::new(),
+            &crate::actors::Actors::new(),
+        );
         let commit = CommitRequest {
             group_id: "simple".into(),
             generation_id: -1,

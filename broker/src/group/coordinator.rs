@@ -40,9 +40,9 @@ impl GroupCoordinator {
                 .and_then(|t| t.partitions.get(index as usize))
             {
                 None => Ok((BTreeMap::new(), BTreeMap::new())),
-                Some(p) => match p.log() {
-                    Err(reason) => Err(format!("offsets partition {index} is offline: {reason}")),
-                    Ok(log) => match load::replay(log) {
+                Some(p) => match p.offline_reason() {
+                    Some(reason) => Err(format!("offsets partition {index} is offline: {reason}")),
+                    None => match load::replay(p) {
                         Ok(mut replay) => {
                             let pending = std::mem::take(&mut replay.pending_txn);
                             if replay.records > 0 {
@@ -68,7 +68,7 @@ impl GroupCoordinator {
             shards.push(groups.map(|(groups, pending)| {
                 let mut shard = GroupShard::with_groups(config.clone(), groups, now);
                 shard.pending_txn = pending.into_iter().collect();
-                ShardHandle::spawn(index, shard, Arc::downgrade(broker))
+                ShardHandle::spawn(index, shard, Arc::downgrade(broker), &broker.actors)
             }));
             if let Some(Err(e)) = shards.last() {
                 tracing::error!(shard = index, error = %e, "group coordinator shard unavailable");

@@ -2,10 +2,8 @@
 //! `__consumer_offsets` partition from the log start (the latest record per key wins; a
 //! tombstone deletes).
 
+use crate::partition::Partition;
 use std::collections::BTreeMap;
-use std::sync::RwLock;
-
-use log_store::Log;
 
 use super::classic::ClassicGroup;
 use super::records::{decode_entries, Entry, GroupValue, OffsetValue, OffsetsRecord};
@@ -126,31 +124,12 @@ impl Replay {
     }
 }
 
-/// Replays `log` from its start to its high watermark.
-pub(super) fn replay(log: &RwLock<Log>) -> Result<Replay, log_store::Error> {
-    let read = |offset: i64| {
-        let guard = log.read().unwrap_or_else(|p| p.into_inner());
-        let hw = guard.high_watermark();
-        guard
-            .read(offset, LOAD_READ_BYTES, hw, true)
-            .map(|info| (info, hw))
-    };
+/// Replays the partition from its start to its high watermark.
+pub(super) fn replay(partition: &Partition) -> Result<Replay, log_store::Error> {
     let mut replay = Replay::default();
-    let mut offset = log
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .log_start_offset();
-    loop {
-        let (info, hw) = read(offset)?;
-        if offset >= hw {
-            break;
-        }
-        let Some(region) = info.region else {
-            break;
-        };
-        let bytes = region.to_vec()?;
+    partition.replay(LOAD_READ_BYTES, |chunk| {
         let mut bad = 0u64;
-        let (entries, next) = decode_entries(&bytes, |at, e| {
+        let (entries, _) = decode_entries(chunk.bytes, |at, e| {
             bad += 1;
             tracing::warn!(offset = at, error = %e, "skipping an undecodable offsets-topic record");
         })?;
@@ -158,11 +137,8 @@ pub(super) fn replay(log: &RwLock<Log>) -> Result<Replay, log_store::Error> {
         for e in entries {
             replay.apply_entry(e);
         }
-        match next {
-            Some(n) if n > offset => offset = n,
-            _ => break,
-        }
-    }
+        Ok::<(), log_store::Error>(())
+    })?;
     Ok(replay)
 }
 
@@ -170,7 +146,7 @@ pub(super) fn replay(log: &RwLock<Log>) -> Result<Replay, log_store::Error> {
 mod tests {
     use super::*;
     use crate::group::records::encode_batch;
-    use log_store::{AppendOptions, LogConfig, TopicPartition};
+    use log_store::{AppendOptions, Log, LogConfig, TopicPartition};
 
     fn commit(group: &str, partition: i32, offset: Option<i64>) -> OffsetsRecord {
         OffsetsRecord::Offset {
@@ -186,8 +162,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_latest_record_per_key_wins() -> Result<(), Box<dyn std::error::Error>> {
+    #[tokio::test]
+    async fn the_latest_record_per_key_wins() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let tp = TopicPartition::new(super::super::OFFSETS_TOPIC, 0);
         let (mut log, _) = Log::create(dir.path(), &tp, LogConfig::default(), 0)?;
@@ -204,8 +180,8 @@ mod tests {
             opts,
         )?;
         log.append(&encode_batch(&[commit("b", 0, None)], 0)?, opts)?;
-        let log = RwLock::new(log);
-        let replay = replay(&log)?;
+        let partition = Partition::online(tp, log, &crate::actors::Actors::new());
+        let replay = replay(&partition)?;
         assert_eq!(replay.records, 5);
         let groups = replay.into_groups(100, 45_000);
         assert_eq!(

@@ -41,14 +41,10 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRe
                             return r
                                 .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                         };
-                        let Ok(log) = partition.log() else {
+                        if !partition.is_online() {
                             return r.with_error_code(ResponseError::KafkaStorageError.code());
-                        };
-                        let mut l = match log.write() {
-                            Ok(l) => l,
-                            Err(p) => p.into_inner(),
-                        };
-                        match l.delete_records(p.offset, now_ms()) {
+                        }
+                        match partition.delete_records(p.offset, now_ms()) {
                             Ok(low) => r.with_low_watermark(low),
                             Err(e) => r.with_error_code(log_error_code(&e)),
                         }

@@ -33,8 +33,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogD
             .enumerate()
             .filter(|(i, _)| wanted(&t.meta.name, *i as i32))
             .filter_map(|(i, p)| {
-                let log = p.log().ok()?;
-                let size = log.read().map(|l| l.size_bytes()).unwrap_or(0);
+                let size = p.offsets().ok()?.size_bytes;
                 Some(
                     DescribeLogDirsPartition::default()
                         .with_partition_index(i as i32)

@@ -18,18 +18,16 @@ fn partition(ctx: &Ctx<'_>, topic: &str, index: i32) -> PartitionResponse {
     let Some(p) = ctx.broker.partition(topic, index) else {
         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
     };
-    let log = match p.log() {
-        Ok(log) => log,
-        Err(reason) => {
+    let states = match p.producer_states() {
+        Ok(states) => states,
+        Err(e) => {
             return r
                 .with_error_code(ResponseError::KafkaStorageError.code())
-                .with_error_message(Some(sb(reason)))
+                .with_error_message(Some(sb(e.to_string())))
         }
     };
-    let log = log.read().unwrap_or_else(|p| p.into_inner());
-    let mut producers: Vec<ProducerState> = log
-        .producer_state()
-        .iter()
+    let producers: Vec<ProducerState> = states
+        .into_iter()
         .map(|(pid, e)| {
             ProducerState::default()
                 .with_producer_id(ProducerId(pid))
@@ -40,7 +38,6 @@ fn partition(ctx: &Ctx<'_>, topic: &str, index: i32) -> PartitionResponse {
                 .with_current_txn_start_offset(e.current_txn_first_offset().unwrap_or(-1))
         })
         .collect();
-    producers.sort_by_key(|p| p.producer_id.0);
     r.with_active_producers(producers)
 }
 

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::{sb, throttle_time_ms, Ctx};
 use crate::error::log_error_code;
 use crate::fetch_session::{SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
-use crate::partition::check_leader_epoch;
+use crate::partition::{check_leader_epoch, AppendWatch, Offsets, Partition, ReadResult, ReadSpec};
 use crate::state::{now_ms, Broker};
 
 /// One partition to answer for.
@@ -53,6 +53,43 @@ struct Got {
     records: Option<Bytes>,
     /// read_committed: the aborted transactions the returned batches may hold.
     aborted: Vec<log_store::AbortedTxn>,
+}
+
+impl Got {
+    /// No records, with the partition's offsets when known (-1 otherwise).
+    fn empty(offsets: Option<Offsets>) -> Got {
+        Got {
+            error: 0,
+            high_watermark: offsets.map_or(-1, |o| o.high_watermark),
+            last_stable_offset: offsets.map_or(-1, |o| o.last_stable_offset),
+            log_start_offset: offsets.map_or(-1, |o| o.log_start_offset),
+            records: None,
+            aborted: Vec::new(),
+        }
+    }
+}
+
+/// Reads the bytes of what [`Partition::read`] found (outside the log's lock), when `send`.
+fn read_region(
+    partition: &Partition,
+    read: ReadResult,
+    send: bool,
+) -> Result<Got, (i16, Option<Offsets>)> {
+    let records = match read.region {
+        Some(region) if send => match region.to_vec() {
+            Ok(buf) => Some(Bytes::from(buf)),
+            Err(e) => {
+                tracing::error!(partition = %partition.tp, error = %e, "fetch read failed");
+                return Err((log_error_code(&e), None));
+            }
+        },
+        _ => None,
+    };
+    Ok(Got {
+        records,
+        aborted: read.aborted,
+        ..Got::empty(Some(read.offsets))
+    })
 }
 
 fn top_level_error(code: ResponseError) -> FetchResponse {
@@ -133,11 +170,7 @@ fn read_partitions(
         };
         let err = |code: i16| Got {
             error: code,
-            high_watermark: -1,
-            last_stable_offset: -1,
-            log_start_offset: -1,
-            records: None,
-            aborted: Vec::new(),
+            ..Got::empty(None)
         };
         if *denied {
             out.push(err(ResponseError::TopicAuthorizationFailed.code()));
@@ -151,86 +184,26 @@ fn read_partitions(
             out.push(err(e.code()));
             continue;
         }
-        let log = match partition.log() {
-            Ok(l) => l,
-            Err(_) => {
-                out.push(err(ResponseError::KafkaStorageError.code()));
-                continue;
-            }
-        };
         let budget = (w.max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
-        let read = {
-            let guard = match log.read() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            // read_committed stops at the last stable offset and gets the aborted
-            // transactions of what it reads, so the client can drop their records.
-            let upper = if read_committed {
-                guard.last_stable_offset()
-            } else {
-                guard.high_watermark()
-            };
-            guard
-                .read(w.fetch_offset, budget, upper, total == 0)
-                .map(|info| {
-                    let aborted = if read_committed && info.region.is_some() {
-                        guard.aborted_transactions(w.fetch_offset, upper)
-                    } else {
-                        Vec::new()
-                    };
-                    (info, aborted)
-                })
+        let spec = ReadSpec {
+            fetch_offset: w.fetch_offset,
+            max_bytes: budget,
+            min_one_batch: total == 0,
+            read_committed,
         };
-        match read {
-            Ok((info, aborted)) => {
-                let records = match info.region {
-                    Some(region) if budget > 0 || total == 0 => {
-                        let mut buf = Vec::with_capacity(region.len() as usize);
-                        match region.read_into(&mut buf) {
-                            Ok(()) => {
-                                total += buf.len();
-                                Some(Bytes::from(buf))
-                            }
-                            Err(e) => {
-                                tracing::error!(partition = %partition.tp, error = %e, "fetch read failed");
-                                out.push(err(log_error_code(&e)));
-                                continue;
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                out.push(Got {
-                    error: 0,
-                    high_watermark: info.high_watermark,
-                    last_stable_offset: info.last_stable_offset,
-                    log_start_offset: info.log_start_offset,
-                    records,
-                    aborted,
-                });
+        let got = match partition.read(spec) {
+            Ok(read) => read_region(&partition, read, budget > 0 || total == 0),
+            Err((e, offsets)) => Err((log_error_code(&e), offsets)),
+        };
+        match got {
+            Ok(got) => {
+                total += got.records.as_ref().map_or(0, Bytes::len);
+                out.push(got);
             }
-            Err(e) => {
-                let (hw, lso, start) = {
-                    let g = match log.read() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    (
-                        g.high_watermark(),
-                        g.last_stable_offset(),
-                        g.log_start_offset(),
-                    )
-                };
-                out.push(Got {
-                    error: log_error_code(&e),
-                    high_watermark: hw,
-                    last_stable_offset: lso,
-                    log_start_offset: start,
-                    records: None,
-                    aborted: Vec::new(),
-                });
-            }
+            Err((code, offsets)) => out.push(Got {
+                error: code,
+                ..Got::empty(offsets)
+            }),
         }
     }
     (out, total)
@@ -350,12 +323,17 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
     let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let mut appended = broker.appended.subscribe();
+    let mut appended = AppendWatch::new(
+        &wants
+            .iter()
+            .filter_map(|w| broker.partition(&w.topic, w.partition))
+            .collect::<Vec<_>>(),
+    );
     let wants = Arc::new(wants);
     // isolation_level exists from v4, the oldest version served.
     let read_committed = req.isolation_level == 1;
     let got = loop {
-        appended.borrow_and_update();
+        appended.mark_seen();
         let b = Arc::clone(broker);
         let w = Arc::clone(&wants);
         let d = Arc::clone(&denied);

@@ -66,24 +66,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffset
                         if p.timestamp == -3 && version < 7 {
                             return resp.with_error_code(ResponseError::UnsupportedVersion.code());
                         }
-                        let Ok(log) = partition.log() else {
-                            return resp.with_error_code(ResponseError::KafkaStorageError.code());
-                        };
-                        let found = {
-                            let g = log.read().unwrap_or_else(|p| p.into_inner());
-                            if read_committed {
-                                let lso = g.last_stable_offset();
-                                match spec {
-                                    OffsetSpec::Latest => Ok(Some((lso, -1))),
-                                    OffsetSpec::Earliest => g.lookup_offset(spec),
-                                    _ => g
-                                        .lookup_offset(spec)
-                                        .map(|f| f.filter(|(offset, _)| *offset < lso)),
-                                }
-                            } else {
-                                g.lookup_offset(spec)
-                            }
-                        };
+                        let found = partition.lookup_offset(spec, read_committed);
                         match found {
                             Ok(Some((offset, ts))) => resp
                                 .with_offset(offset)

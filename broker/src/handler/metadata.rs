@@ -31,9 +31,10 @@ fn describe(ctx: &Ctx<'_>, t: &Topic, ops: i32) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let error = match p.log() {
-                Ok(_) => 0,
-                Err(_) => ResponseError::KafkaStorageError.code(),
+            let error = if p.is_online() {
+                0
+            } else {
+                ResponseError::KafkaStorageError.code()
             };
             MetadataResponsePartition::default()
                 .with_error_code(error)

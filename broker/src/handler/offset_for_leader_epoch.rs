@@ -45,12 +45,8 @@ pub(super) fn handle(
                     if let Some(e) = check_leader_epoch(p.current_leader_epoch) {
                         return r.with_error_code(code(e));
                     }
-                    let Ok(log) = partition.log() else {
+                    let Ok(found) = partition.end_offset_for_epoch(p.leader_epoch) else {
                         return r.with_error_code(code(ResponseError::KafkaStorageError));
-                    };
-                    let found = match log.read() {
-                        Ok(g) => g.end_offset_for_epoch(p.leader_epoch),
-                        Err(e) => e.into_inner().end_offset_for_epoch(p.leader_epoch),
                     };
                     match found {
                         Some((epoch, end)) => r.with_leader_epoch(epoch).with_end_offset(end),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_clients::records::ConsumerRecord;
 
+use crate::partition::ReadSpec;
 use crate::state::Broker;
 
 /// A read position in one partition.
@@ -46,29 +47,31 @@ impl PartitionReader {
         let partition = broker
             .partition(&self.topic, self.partition)
             .ok_or_else(|| format!("{}-{} does not exist", self.topic, self.partition))?;
-        let log = partition.log().map_err(|e| e.to_string())?;
-        let (info, aborted, lso) = {
-            let g = log.read().unwrap_or_else(|p| p.into_inner());
-            if self.offset < g.log_start_offset() {
-                // Retention or DeleteRecords passed us: continue at the log start.
-                self.offset = g.log_start_offset();
-            }
-            let lso = g.last_stable_offset();
-            let info = g
-                .read(self.offset, max_bytes, lso, true)
-                .map_err(|e| e.to_string())?;
-            let aborted = if info.region.is_some() {
-                g.aborted_transactions(self.offset, lso)
-            } else {
-                Vec::new()
+        let read = loop {
+            let spec = ReadSpec {
+                fetch_offset: self.offset,
+                max_bytes,
+                min_one_batch: true,
+                read_committed: true,
             };
-            (info, aborted, lso)
+            match partition.read(spec) {
+                Ok(read) => break read,
+                // Retention or DeleteRecords passed us: continue at the log start.
+                Err((
+                    log_store::Error::OffsetOutOfRange {
+                        log_start_offset, ..
+                    },
+                    _,
+                )) if self.offset < log_start_offset => self.offset = log_start_offset,
+                Err((e, _)) => return Err(e.to_string()),
+            }
         };
+        let (region, aborted, lso) = (read.region, read.aborted, read.offsets.last_stable_offset);
         let mut out = Polled {
             records: Vec::new(),
             last_stable_offset: lso,
         };
-        let Some(region) = info.region else {
+        let Some(region) = region else {
             return Ok(out);
         };
         let bytes = Bytes::from(region.to_vec().map_err(|e| e.to_string())?);

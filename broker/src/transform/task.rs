@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::reader::PartitionReader;
 use super::session::{commit_plain, committed_offset, write_plain, Outgoing, Outputs, Session};
 use super::store::{self, Checkpoint, LocalStore, StoreError};
+use crate::partition::AppendWatch;
 use crate::state::{now_ms, Broker};
 
 /// The header of the watermark records a stage that repartitions broadcasts to every partition
@@ -281,11 +282,7 @@ fn changelog_position(
     let p = broker
         .partition(changelog, partition)
         .ok_or_else(|| format!("{changelog}-{partition} does not exist"))?;
-    let log = p.log().map_err(|e| e.to_string())?;
-    let end = log
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .log_end_offset();
+    let end = p.offsets().map_err(|e| e.to_string())?.log_end_offset;
     Ok((topic.meta.id, end))
 }
 
@@ -505,7 +502,16 @@ async fn run_once(
         }
     }
     let interval = Duration::from_millis(spec.commit_interval_ms.max(1));
-    let mut appended = broker.appended.subscribe();
+    let mut appended = {
+        let mut read: Vec<(&str, i32)> = vec![(&stage.input_topic, partition)];
+        read.extend(other.as_ref().map(|o| (o.topic.as_str(), partition)));
+        read.extend(tables.iter().map(|(t, r)| (t.as_str(), r.partition)));
+        let parts: Vec<_> = read
+            .into_iter()
+            .filter_map(|(t, p)| broker.partition(t, p))
+            .collect();
+        AppendWatch::new(&parts)
+    };
     let mut out = Output::default();
     let mut outputs: Outputs = Default::default();
     let mut pending = 0usize;
@@ -518,7 +524,7 @@ async fn run_once(
         if cancel.is_cancelled() {
             return Ended::Cancelled;
         }
-        appended.borrow_and_update();
+        appended.mark_seen();
         // Tables first, so stream records see every table update committed before them.
         for (name, reader) in tables.iter_mut() {
             loop {

@@ -32,6 +32,7 @@ use super::records::{self, TxnMetadata, TxnState};
 use super::{TxnConfig, COORDINATOR_EPOCH, TRANSACTION_STATE_TOPIC};
 use crate::failpoint;
 use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::partition::Partition;
 use crate::state::{now_ms, Broker};
 
 type Entry = Arc<RwLock<TxnMetadata>>;
@@ -92,14 +93,11 @@ impl TransactionCoordinator {
             .map_or(config.num_partitions, |t| t.meta.partitions);
         let mut entries = HashMap::new();
         for p in topic.iter().flat_map(|t| t.partitions.iter()) {
-            let log = match p.log() {
-                Ok(log) => log,
-                Err(reason) => {
-                    tracing::error!(partition = %p.tp, reason, "transaction state partition offline");
-                    continue;
-                }
-            };
-            match load(log) {
+            if let Some(reason) = p.offline_reason() {
+                tracing::error!(partition = %p.tp, reason, "transaction state partition offline");
+                continue;
+            }
+            match load(p) {
                 Ok(found) => {
                     for (id, m) in found {
                         entries.insert(id, Arc::new(RwLock::new(m)));
@@ -668,29 +666,12 @@ async fn write_markers(
 }
 
 /// Replays one `__transaction_state` partition: the latest record per transactional id.
-fn load(
-    log: &std::sync::RwLock<log_store::Log>,
-) -> Result<HashMap<String, TxnMetadata>, log_store::Error> {
+fn load(partition: &Partition) -> Result<HashMap<String, TxnMetadata>, log_store::Error> {
     let mut out = HashMap::new();
-    let mut offset = log
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .log_start_offset();
-    loop {
-        let info = {
-            let g = log.read().unwrap_or_else(|p| p.into_inner());
-            let hw = g.high_watermark();
-            if offset >= hw {
-                break;
-            }
-            g.read(offset, 4 << 20, hw, true)?
-        };
-        let Some(region) = info.region else { break };
-        let bytes = region.to_vec()?;
+    partition.replay(4 << 20, |chunk| {
         let mut pos = 0usize;
-        let mut next = offset;
-        while pos < bytes.len() {
-            let rest = &bytes[pos..];
+        while pos < chunk.bytes.len() {
+            let rest = &chunk.bytes[pos..];
             let len = log_store::batch::declared_batch_bytes(rest, i32::MAX as usize)?;
             if len > rest.len() {
                 break;
@@ -698,33 +679,38 @@ fn load(
             let batch = &rest[..len];
             let header = log_store::batch::validate_batch(batch)?;
             pos += len;
-            next = header.next_offset();
-            if header.is_control() {
-                continue;
-            }
-            let body = log_store::records::records_body(batch)?;
-            for r in log_store::records::parse_records(&body, header.records_count)? {
-                let Some(key) = r.key.clone().map(|k| &body[k]) else {
-                    continue;
-                };
-                let value = r.value.clone().map(|v| &body[v]);
-                match records::decode(key, value) {
-                    Ok((id, Some(m))) => {
-                        out.insert(id, m);
-                    }
-                    Ok((id, None)) => {
-                        out.remove(&id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "skipping an undecodable transaction state record")
-                    }
-                }
+            if !header.is_control() {
+                load_batch(batch, header.records_count, &mut out)?;
             }
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+        Ok::<(), log_store::Error>(())
+    })?;
     Ok(out)
+}
+
+/// Applies the records of one (non-control) batch of `__transaction_state`.
+fn load_batch(
+    batch: &[u8],
+    records_count: i32,
+    out: &mut HashMap<String, TxnMetadata>,
+) -> Result<(), log_store::Error> {
+    let body = log_store::records::records_body(batch)?;
+    for r in log_store::records::parse_records(&body, records_count)? {
+        let Some(key) = r.key.clone().map(|k| &body[k]) else {
+            continue;
+        };
+        let value = r.value.clone().map(|v| &body[v]);
+        match records::decode(key, value) {
+            Ok((id, Some(m))) => {
+                out.insert(id, m);
+            }
+            Ok((id, None)) => {
+                out.remove(&id);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an undecodable transaction state record")
+            }
+        }
+    }
+    Ok(())
 }
