@@ -23,6 +23,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::frame::{self, FrameError};
 use sluice_protocol::request::{self, DecodeError};
+use sluice_protocol::response_frame::{encode_response_frame, ResponseFrame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -91,9 +92,9 @@ enum Reply {
     Close,
     /// No response (produce with acks=0).
     Nothing,
-    Send(BytesMut),
+    Send(ResponseFrame),
     /// A refused authentication: answer, then close.
-    SendThenClose(BytesMut),
+    SendThenClose(ResponseFrame),
 }
 
 /// After a throttled request: how long to read nothing from the connection.
@@ -197,7 +198,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if mute.before_response && !wait_muted(mute.ms, &shutdown).await {
             return;
         }
-        if let Err(e) = stream.write_all(&out).await {
+        if let Err(e) = write_frame(&mut stream, &out).await {
             tracing::debug!(peer = %addr, error = %e, "write failed");
             return;
         }
@@ -244,16 +245,16 @@ async fn raw_sasl_token(broker: &Arc<Broker>, peer: &mut Peer, token: &[u8]) -> 
     }
 }
 
-fn raw_frame(token: &[u8]) -> BytesMut {
+fn raw_frame(token: &[u8]) -> ResponseFrame {
     let mut b = BytesMut::with_capacity(4 + token.len());
     b.extend_from_slice(&(token.len() as u32).to_be_bytes());
     b.extend_from_slice(token);
-    b
+    b.into()
 }
 
 fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Reply {
     match request::encode_response(api_key, version, correlation_id, body, 256) {
-        Ok(b) => Reply::Send(b),
+        Ok(b) => Reply::Send(b.into()),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode a SASL response; closing connection");
             Reply::Close
@@ -370,7 +371,7 @@ async fn respond(
                 &body,
                 512,
             ) {
-                Ok(b) => Reply::Send(b),
+                Ok(b) => Reply::Send(b.into()),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot encode ApiVersions fallback");
                     Reply::Close
@@ -429,8 +430,7 @@ async fn respond(
     };
     let out = match handled.response {
         None => Reply::Nothing,
-        Some(body) => match request::encode_response(api_key, version, correlation_id, &body, 1024)
-        {
+        Some(body) => match encode_response_frame(api_key, version, correlation_id, body) {
             Ok(b) => Reply::Send(b),
             Err(e) => {
                 tracing::error!(%peer, api, version, error = %e, "cannot encode response; closing connection");
@@ -444,4 +444,30 @@ async fn respond(
         .with_label_values(&[api])
         .observe(started.elapsed().as_secs_f64());
     out
+}
+
+/// Writes a response frame's segments in order: one vectored write where the stream takes
+/// them (a plain TCP socket), so record sets go from the log's read buffer to the socket.
+async fn write_frame<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    frame: &ResponseFrame,
+) -> std::io::Result<()> {
+    let segments = frame.segments();
+    if segments.len() == 1 || !stream.is_write_vectored() {
+        for s in segments {
+            stream.write_all(s).await?;
+        }
+        return Ok(());
+    }
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        segments.iter().map(|s| std::io::IoSlice::new(s)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = stream.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }

@@ -116,10 +116,13 @@ impl FileRegion {
             .read_exact_at(&mut out[start..], self.position)
             .map_err(|e| Error::io(self.path.as_path(), e))
     }
-    /// The region's bytes.
+    /// The region's bytes, in a buffer of exactly their size (one `pread`). `vec![0; n]`
+    /// takes zeroed pages from the allocator instead of writing zeros over the buffer first.
     pub fn to_vec(&self) -> Result<Vec<u8>> {
-        let mut v = Vec::with_capacity(self.len as usize);
-        self.read_into(&mut v)?;
+        let mut v = vec![0u8; self.len as usize];
+        self.file
+            .read_exact_at(&mut v, self.position)
+            .map_err(|e| Error::io(self.path.as_path(), e))?;
         Ok(v)
     }
 }

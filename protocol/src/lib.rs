@@ -4,6 +4,8 @@
 //!
 //! - [`frame`]: the 4-byte size prefix, checked against a maximum before anything is buffered;
 //! - [`request`]: request header + body decoding on the broker side, response encoding;
+//! - [`response_frame`]: response frames as segments, so a Fetch response's record sets are
+//!   written as the log read them, never copied into the encoded buffer;
 //! - [`client`]: the mirror image for clients (encode requests, decode responses).
 //!
 //! ```
@@ -25,5 +27,6 @@
 pub mod client;
 pub mod frame;
 pub mod request;
+pub mod response_frame;
 
 pub use kafka_protocol;

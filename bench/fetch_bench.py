@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Fetch-path benchmark: broker CPU per million consumed records, and the cost of idle
+long-polling consumers, for two `sluice` builds measured alternately in the same run.
+
+    python3 bench/fetch_bench.py --sluice target/release/sluice \
+        --baseline /path/to/older/release/sluice [--repeats 3] [--idle 1000]
+
+Rows (each the median of --repeats, builds alternating so machine noise hits both alike):
+  1. consume: 1,000,000 records of 100 B are produced to a 1-partition topic, then read from the
+     beginning with `sluice bench consume`; the broker's CPU seconds (utime+stime from /proc)
+     over the consume, per million records.
+  2. idle: --idle connections each long-poll (Fetch v4, max_wait 500 ms, min_bytes 1) its own
+     empty partition while `sluice bench produce` writes 1,000,000 records to another topic;
+     the broker's CPU over the produce, divided by the same produce's CPU with no idle consumers.
+Run by scripts/bench-fetch.sh; the CI runs a short version (--records 50000 --idle 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+class Broker:
+    """One `sluice serve` on a free loopback port with its own data dir; stopped by PID."""
+
+    def __init__(self, sluice: str, root: Path):
+        self.sluice = sluice
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(dir=root))
+        self.log = open(self.dir / "broker.log", "w")
+        self.proc = subprocess.Popen(
+            [sluice, "serve", "--listen", self.bootstrap, "--admin-listen", "off",
+             "--data-dir", str(self.dir / "data")],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("broker did not start")
+
+    def cpu(self) -> float:
+        return proc_cpu_s(self.proc.pid)
+
+    def client(self, *args: str) -> dict:
+        out = subprocess.run([self.sluice, *args, "--bootstrap", self.bootstrap],
+                             check=True, capture_output=True, text=True, timeout=600).stdout
+        return json.loads(out) if "--json" in args else {}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def consume_cpu_per_m(sluice: str, root: Path, records: int) -> float:
+    b = Broker(sluice, root)
+    try:
+        b.client("topic", "create", "perf", "--partitions", "1")
+        b.client("bench", "produce", "--topic", "perf", "--records", str(records),
+                 "--record-size", "100", "--acks", "1", "--json")
+        before = b.cpu()
+        got = b.client("bench", "consume", "--topic", "perf", "--json")
+        spent = b.cpu() - before
+        if got.get("records") != records:
+            raise RuntimeError(f"consumed {got} of {records}")
+        return spent / (records / 1e6)
+    finally:
+        b.stop()
+
+
+def fetch_v4(correlation: int, topic: str, partition: int) -> bytes:
+    """A Fetch v4 request (header v1) for one partition at offset 0, long-polling 500 ms."""
+    t = topic.encode()
+    client = b"idle"
+    body = struct.pack(">hhih", 1, 4, correlation, len(client)) + client
+    body += struct.pack(">iiiib", -1, 500, 1, 1 << 20, 0)
+    body += struct.pack(">ih", 1, len(t)) + t
+    body += struct.pack(">iiqi", 1, partition, 0, 1 << 20)
+    return struct.pack(">i", len(body)) + body
+
+
+async def idle_consumer(port: int, partition: int, stop: asyncio.Event, counts: list[int]):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    n = 0
+    try:
+        while not stop.is_set():
+            n += 1
+            w.write(fetch_v4(n, "idle", partition))
+            await w.drain()
+            size = struct.unpack(">i", await r.readexactly(4))[0]
+            await r.readexactly(size)
+            counts[0] += 1
+    finally:
+        w.close()
+
+
+def run_idle(port: int, idle: int, ready: threading.Event, stop_flag: threading.Event, counts):
+    async def main():
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(idle_consumer(port, p, stop, counts)) for p in range(idle)]
+        await asyncio.sleep(1.5)  # every connection open and long-polling
+        ready.set()
+        while not stop_flag.is_set():
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(main())
+
+
+def produce_cpu(sluice: str, root: Path, records: int, idle: int) -> tuple[float, int]:
+    """Broker CPU over one produce run, with `idle` long-polling consumers (0: none)."""
+    b = Broker(sluice, root)
+    try:
+        b.client("topic", "create", "busy", "--partitions", "1")
+        b.client("topic", "create", "idle", "--partitions", str(max(idle, 1)))
+        ready, stop, counts = threading.Event(), threading.Event(), [0]
+        th = None
+        if idle:
+            th = threading.Thread(target=run_idle, args=(b.port, idle, ready, stop, counts))
+            th.start()
+            if not ready.wait(60):
+                raise RuntimeError("idle consumers did not start")
+        before = b.cpu()
+        b.client("bench", "produce", "--topic", "busy", "--records", str(records),
+                 "--record-size", "100", "--acks", "1", "--json")
+        spent = b.cpu() - before
+        stop.set()
+        if th:
+            th.join(30)
+        return spent, counts[0]
+    finally:
+        b.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sluice", required=True)
+    ap.add_argument("--baseline", help="an older sluice build to compare with, same run")
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", help="also write the Markdown table here")
+    a = ap.parse_args()
+    builds = [("this build", a.sluice)] + ([("baseline", a.baseline)] if a.baseline else [])
+    root = Path(tempfile.mkdtemp(prefix="sluice-fetch-bench-"))
+    res: dict[str, dict[str, list]] = {n: {"consume": [], "quiet": [], "busy": [], "polls": []} for n, _ in builds}
+    try:
+        for i in range(a.repeats):
+            for name, binary in (builds if i % 2 == 0 else builds[::-1]):
+                r = res[name]
+                r["consume"].append(consume_cpu_per_m(binary, root, a.records))
+                r["quiet"].append(produce_cpu(binary, root, a.records, 0)[0])
+                spent, polls = produce_cpu(binary, root, a.records, a.idle)
+                r["busy"].append(spent)
+                r["polls"].append(polls)
+                print(f"[{name} run {i + 1}] consume {r['consume'][-1]:.3f} CPU s/M; produce CPU "
+                      f"{r['quiet'][-1]:.2f} s alone, {spent:.2f} s with {a.idle} idle consumers "
+                      f"({polls} polls)", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    med = statistics.median
+    lines = [
+        f"| build | broker CPU s per M records consumed | produce CPU alone (s) | with {a.idle} idle long-polls (s) | ratio | idle polls answered |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, _ in builds:
+        r = res[name]
+        ratio = med(r["busy"]) / med(r["quiet"]) if med(r["quiet"]) > 0 else float("inf")
+        lines.append(f"| {name} | {med(r['consume']):.3f} ({', '.join(f'{x:.3f}' for x in r['consume'])}) "
+                     f"| {med(r['quiet']):.2f} | {med(r['busy']):.2f} | {ratio:.2f} | {int(med(r['polls']))} |")
+    if a.baseline:
+        c = med(res["this build"]["consume"]) / med(res["baseline"]["consume"])
+        lines.append(f"\nconsume CPU per record, this build / baseline: **{c:.2f}**")
+    report = "\n".join(lines)
+    print(report)
+    if a.out:
+        Path(a.out).write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
