@@ -151,6 +151,40 @@ fn requested(ctx: &Ctx<'_>, req: &FetchRequest) -> Vec<Want> {
     out
 }
 
+/// The answer when no wanted partition has anything to read, from the offsets their append
+/// signals last published: no lock, no blocking read (what an idle long poll costs). `None`
+/// when any partition may have records or an error to report: then the partitions are read.
+fn idle_answer(
+    wants: &[Want],
+    denied: &[bool],
+    seen: &[Option<Offsets>],
+    read_committed: bool,
+) -> Option<Vec<Got>> {
+    wants
+        .iter()
+        .zip(denied)
+        .zip(seen)
+        .map(|((w, denied), seen)| {
+            if *denied {
+                return Some(Got {
+                    error: ResponseError::TopicAuthorizationFailed.code(),
+                    ..Got::empty(None)
+                });
+            }
+            let o = (*seen)?;
+            let upper = if read_committed {
+                o.last_stable_offset
+            } else {
+                o.high_watermark
+            };
+            let idle = check_leader_epoch(w.current_leader_epoch).is_none()
+                && w.fetch_offset == upper
+                && w.fetch_offset >= o.log_start_offset;
+            idle.then(|| Got::empty(Some(o)))
+        })
+        .collect()
+}
+
 /// Reads every wanted partition (blocking: runs in `spawn_blocking`).
 fn read_partitions(
     broker: &Broker,
@@ -323,29 +357,33 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
     let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let mut appended = AppendWatch::new(
-        &wants
-            .iter()
-            .filter_map(|w| broker.partition(&w.topic, w.partition))
-            .collect::<Vec<_>>(),
-    );
+    let partitions: Vec<_> = wants
+        .iter()
+        .map(|w| broker.partition(&w.topic, w.partition))
+        .collect();
+    let mut appended = AppendWatch::new(partitions.iter().map(Option::as_ref));
+    drop(partitions);
     let wants = Arc::new(wants);
     // isolation_level exists from v4, the oldest version served.
     let read_committed = req.isolation_level == 1;
     let got = loop {
-        appended.mark_seen();
-        let b = Arc::clone(broker);
-        let w = Arc::clone(&wants);
-        let d = Arc::clone(&denied);
-        let (got, total) = match tokio::task::spawn_blocking(move || {
-            read_partitions(&b, &w, &d, max_bytes, by_id, read_committed)
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "fetch read task failed");
-                return (top_level_error(ResponseError::UnknownServerError), 0);
+        let seen = appended.mark_seen();
+        let (got, total) = match idle_answer(&wants, &denied, &seen, read_committed) {
+            Some(got) => (got, 0),
+            None => {
+                let b = Arc::clone(broker);
+                let w = Arc::clone(&wants);
+                let d = Arc::clone(&denied);
+                let read = tokio::task::spawn_blocking(move || {
+                    read_partitions(&b, &w, &d, max_bytes, by_id, read_committed)
+                });
+                match read.await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "fetch read task failed");
+                        return (top_level_error(ResponseError::UnknownServerError), 0);
+                    }
+                }
             }
         };
         let has_error = got

@@ -13,7 +13,7 @@ use log_store::{AppendInfo, AppendOptions, Log, TopicPartition};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Partition, LEADER_EPOCH};
+use super::{Offsets, Partition, LEADER_EPOCH};
 use crate::state::now_ms;
 
 /// Jobs one round may take; bounds the work between two fsyncs.
@@ -62,7 +62,7 @@ impl PendingAppend {
 pub(super) async fn run(
     log: Arc<RwLock<Log>>,
     mut rx: mpsc::Receiver<AppendJob>,
-    appended: watch::Sender<i64>,
+    appended: watch::Sender<Offsets>,
     stop: CancellationToken,
 ) {
     loop {
@@ -92,7 +92,7 @@ pub(super) async fn run(
 }
 
 /// Appends every job, then fsyncs once if any job needs durability, then replies.
-fn append_round(log: &RwLock<Log>, jobs: Vec<AppendJob>, appended: &watch::Sender<i64>) {
+fn append_round(log: &RwLock<Log>, jobs: Vec<AppendJob>, appended: &watch::Sender<Offsets>) {
     let now = now_ms();
     let round = {
         let mut w = match log.write() {
@@ -126,20 +126,23 @@ fn append_round(log: &RwLock<Log>, jobs: Vec<AppendJob>, appended: &watch::Sende
             .zip(&results)
             .any(|(j, r)| j.durable && r.is_ok())
             || w.flush_due(now);
-        let end = w.log_end_offset();
-        (
-            results,
-            if need_sync { w.prepare_flush() } else { None },
-            end,
-        )
+        let offsets = Offsets::of(&w);
+        let ticket = if need_sync { w.prepare_flush() } else { None };
+        // Published under the lock, so publications follow the log's order.
+        appended.send_modify(|o| {
+            assert!(
+                offsets.log_end_offset >= o.log_end_offset,
+                "log end offset went back from {} to {}",
+                o.log_end_offset,
+                offsets.log_end_offset
+            );
+            *o = offsets;
+        });
+        (results, ticket)
     };
-    let (results, ticket, end) = round;
     // New data is readable now; fetches waiting for it need not wait for the fsync. Every
     // round signals (a marker moves the last stable offset without always moving the end).
-    appended.send_modify(|e| {
-        assert!(end >= *e, "log end offset went back from {} to {end}", *e);
-        *e = end;
-    });
+    let (results, ticket) = round;
     let sync_error = match ticket {
         Some(t) => match t.sync() {
             Ok(()) => {

@@ -12,7 +12,9 @@ impl Partition {
         let Ok(mut log) = self.write_lock() else {
             return;
         };
-        match log.enforce_retention(now_ms) {
+        let result = log.enforce_retention(now_ms);
+        self.publish(&log);
+        match result {
             Ok(r) if r.segments_deleted > 0 => {
                 tracing::info!(partition = %self.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments")
             }

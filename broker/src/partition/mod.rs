@@ -59,19 +59,20 @@ struct Online {
     log: Arc<RwLock<Log>>,
     /// The append actor's queue; dropping the last sender ends the actor.
     appends: mpsc::Sender<AppendJob>,
-    /// Bumped by the actor after each append round (the log end offset after it); waiting
-    /// fetches and transform tasks of this partition re-check on a change.
-    appended: watch::Sender<i64>,
+    /// The partition's offsets, published by the actor after each append round and by
+    /// retention and DeleteRecords when they move the log start. Waiting fetches and transform
+    /// tasks of this partition re-check on a change; an idle long poll answers from it without
+    /// taking the log's lock.
+    appended: watch::Sender<Offsets>,
 }
 
 impl Partition {
     /// Wraps an opened log and starts its append actor on `actors`, which the broker stops and
     /// joins at shutdown.
     pub fn online(tp: TopicPartition, log: Log, actors: &Actors) -> Arc<Self> {
-        let end = log.log_end_offset();
+        let (appended, _) = watch::channel(Offsets::of(&log));
         let log = Arc::new(RwLock::new(log));
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_DEPTH);
-        let (appended, _) = watch::channel(end);
         actors.spawn(actor::run(
             Arc::clone(&log),
             rx,
@@ -107,8 +108,8 @@ impl Partition {
         self.offline_reason().is_none()
     }
 
-    /// A receiver that changes after every append round of this partition.
-    pub fn subscribe(&self) -> Option<watch::Receiver<i64>> {
+    /// A receiver of the partition's offsets, which change after every append round.
+    pub fn subscribe(&self) -> Option<watch::Receiver<Offsets>> {
         match &self.state {
             State::Online(o) => Some(o.appended.subscribe()),
             State::Offline(_) => None,
@@ -125,7 +126,23 @@ impl Partition {
 
     /// DeleteRecords: moves the log start offset up to `offset`; the new low watermark.
     pub fn delete_records(&self, offset: i64, now_ms: i64) -> Result<i64, log_store::Error> {
-        self.write_lock()?.delete_records(offset, now_ms)
+        let mut log = self.write_lock()?;
+        let low = log.delete_records(offset, now_ms)?;
+        self.publish(&log);
+        Ok(low)
+    }
+
+    /// Publishes the log's offsets to the append signal (call with the lock held, so that
+    /// publications are in the log's order).
+    fn publish(&self, log: &Log) {
+        if let State::Online(o) = &self.state {
+            let offsets = Offsets::of(log);
+            o.appended.send_if_modified(|old| {
+                let changed = *old != offsets;
+                *old = offsets;
+                changed
+            });
+        }
     }
 
     /// Applies a topic's new effective config.

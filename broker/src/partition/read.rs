@@ -29,7 +29,7 @@ pub struct ReadResult {
 }
 
 /// A partition's offsets at one instant (taken under one lock).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Offsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
@@ -39,7 +39,7 @@ pub struct Offsets {
 }
 
 impl Offsets {
-    fn of(log: &log_store::Log) -> Offsets {
+    pub(super) fn of(log: &log_store::Log) -> Offsets {
         let o = Offsets {
             log_start_offset: log.log_start_offset(),
             high_watermark: log.high_watermark(),

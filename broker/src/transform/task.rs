@@ -510,7 +510,7 @@ async fn run_once(
             .into_iter()
             .filter_map(|(t, p)| broker.partition(t, p))
             .collect();
-        AppendWatch::new(&parts)
+        AppendWatch::new(parts.iter().map(Some))
     };
     let mut out = Output::default();
     let mut outputs: Outputs = Default::default();
@@ -524,7 +524,7 @@ async fn run_once(
         if cancel.is_cancelled() {
             return Ended::Cancelled;
         }
-        appended.mark_seen();
+        let _ = appended.mark_seen();
         // Tables first, so stream records see every table update committed before them.
         for (name, reader) in tables.iter_mut() {
             loop {
