@@ -21,7 +21,7 @@ use sluice_security::quota::QuotaType;
 use super::Ctx;
 use crate::error::log_error_code;
 use crate::partition::PendingAppend;
-use crate::txn::coordinator::TxnWriteGuard;
+use crate::txn::write::{TxnWrite, WriteError};
 
 /// The header of the first batch when it is a transactional data batch (a request carries
 /// one batch per partition since Produce v3).
@@ -152,7 +152,7 @@ async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     // A transactional request holds its transaction's read lock until every append is done,
     // so the transaction cannot complete (and write its markers) in between. Taken once per
     // request, at its first transactional batch.
-    let mut txn: Option<(i64, i16, Result<TxnWriteGuard, ResponseError>)> = None;
+    let mut txn: Option<Result<TxnWrite, ResponseError>> = None;
     // Queue every partition's append first, then wait: partitions append concurrently, each
     // on its own actor, and acks=all rounds share fsyncs.
     let mut queued = Vec::with_capacity(req.topic_data.len());
@@ -197,42 +197,37 @@ async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
                 )));
                 continue;
             };
-            if let Some(h) = transactional_header(&records) {
-                let refused = match (&transactional_id, ctx.broker.txns()) {
-                    (None, _) => Some(ResponseError::InvalidTxnState),
-                    (Some(_), None) => Some(ResponseError::CoordinatorNotAvailable),
-                    (Some(id), Some(txns)) => {
-                        if txn.is_none() {
-                            let guard = txns
-                                .begin_write(id, h.producer_id, h.producer_epoch, false)
-                                .await;
-                            txn = Some((h.producer_id, h.producer_epoch, guard));
-                        }
-                        match &txn {
-                            Some((pid, epoch, Ok(guard))) => {
-                                if (*pid, *epoch) != (h.producer_id, h.producer_epoch) {
-                                    Some(ResponseError::InvalidProducerEpoch)
-                                } else if !guard.includes(&name, index) {
-                                    // Not added with AddPartitionsToTxn: writing it could
-                                    // leave a transaction no marker ever ends.
-                                    Some(ResponseError::InvalidTxnState)
-                                } else {
-                                    None
-                                }
+            let durable = acks == -1;
+            let submitted = match transactional_header(&records) {
+                None => partition
+                    .submit(records, durable)
+                    .await
+                    .map_err(WriteError::Log),
+                Some(h) => {
+                    let producer = (h.producer_id, h.producer_epoch);
+                    if txn.is_none() {
+                        txn = Some(match (&transactional_id, ctx.broker.txns()) {
+                            (None, _) => Err(ResponseError::InvalidTxnState),
+                            (Some(_), None) => Err(ResponseError::CoordinatorNotAvailable),
+                            (Some(id), Some(txns)) => {
+                                TxnWrite::begin(txns, id, producer, false).await
                             }
-                            Some((_, _, Err(e))) => Some(*e),
-                            None => Some(ResponseError::UnknownServerError),
-                        }
+                        });
                     }
-                };
-                if let Some(e) = refused {
-                    slots.push(Slot::Done(error_partition(index, e.code())));
-                    continue;
+                    match &txn {
+                        Some(Ok(w)) if w.producer() != producer => {
+                            Err(WriteError::Refused(ResponseError::InvalidProducerEpoch))
+                        }
+                        Some(Ok(w)) => w.submit(&partition, records, durable).await,
+                        Some(Err(e)) => Err(WriteError::Refused(*e)),
+                        None => Err(WriteError::Refused(ResponseError::UnknownServerError)),
+                    }
                 }
-            }
-            slots.push(match partition.submit(records, acks == -1).await {
+            };
+            slots.push(match submitted {
                 Ok(pending) => Slot::Pending(index, pending),
-                Err(e) => Slot::Done(from_result(ctx.version, index, Err(e))),
+                Err(WriteError::Log(e)) => Slot::Done(from_result(ctx.version, index, Err(e))),
+                Err(WriteError::Refused(e)) => Slot::Done(error_partition(index, e.code())),
             });
         }
         queued.push((topic.name, slots));

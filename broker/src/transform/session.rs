@@ -12,6 +12,7 @@ use kafka_protocol::error::ResponseError;
 use crate::group::records::{OffsetValue, OffsetsRecord};
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::state::{now_ms, Broker};
+use crate::txn::write::TxnWrite;
 
 /// One record to write.
 #[derive(Debug, Clone)]
@@ -110,6 +111,9 @@ impl Session {
             true,
         )
         .await?;
+        // One transactional write holds the transaction Ongoing from here until the outputs
+        // and the offsets are written: a timeout abort cannot slip a marker in between.
+        let write = TxnWrite::begin(txns, &id, self.producer, true).await?;
         // Appends are queued on every partition first (durable: a commit decision must never
         // be durable while its outputs are not, or a power failure between the Prepare record
         // and the markers would lose them), then awaited together with the offsets commit,
@@ -127,8 +131,8 @@ impl Session {
                 let batch =
                     encode(chunk, Some(self.producer), Some(*seq)).map_err(SessionError::Other)?;
                 *seq = seq.wrapping_add(chunk.len() as i32) & i32::MAX;
-                let queued = partition
-                    .submit(batch, true)
+                let queued = write
+                    .submit(&partition, batch, true)
                     .await
                     .map_err(|e| SessionError::Other(e.to_string()))?;
                 pending.push(queued);
@@ -158,18 +162,12 @@ impl Session {
                 }),
             })
             .collect();
-        let offsets_written = crate::txn::offsets::commit(
-            broker,
-            &id,
-            self.producer,
-            &self.group,
-            None,
-            records,
-            true,
-        );
+        let offsets_written =
+            crate::txn::offsets::commit_in(broker, &write, &self.group, None, records);
         let (outputs_written, offsets_written) = tokio::join!(outputs_written, offsets_written);
         outputs_written?;
         offsets_written?;
+        drop(write);
         crate::failpoint::hit("transform.commit.after_offsets");
         txns.end_txn(broker, &id, self.producer.0, self.producer.1, true, true)
             .await?;

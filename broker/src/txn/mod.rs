@@ -15,6 +15,7 @@ pub mod config;
 pub mod coordinator;
 pub mod offsets;
 pub mod records;
+pub mod write;
 
 pub use config::TxnConfig;
 pub use coordinator::TransactionCoordinator;

@@ -10,6 +10,7 @@ use crate::group::api::{Input, Reply};
 use crate::group::records::{encode_batch_as, OffsetsRecord};
 use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::state::{now_ms, Broker};
+use crate::txn::write::TxnWrite;
 
 /// The consumer a TxnOffsetCommit v3+ names (KIP-447), checked against the group.
 #[derive(Debug, Clone)]
@@ -33,17 +34,36 @@ pub async fn commit(
     let txns = broker
         .txns()
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    let write = TxnWrite::begin(
+        txns,
+        transactional_id,
+        (producer_id, producer_epoch),
+        knows_fenced,
+    )
+    .await?;
+    commit_in(broker, &write, group_id, member, records).await
+}
+
+/// Commits `records` in the transaction that `write` holds (see [`commit`]).
+pub async fn commit_in(
+    broker: &Arc<Broker>,
+    write: &TxnWrite,
+    group_id: &str,
+    member: Option<Member>,
+    records: Vec<OffsetsRecord>,
+) -> Result<(), ResponseError> {
     let groups = broker
         .groups()
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
-    let guard = txns
-        .begin_write(transactional_id, producer_id, producer_epoch, knows_fenced)
-        .await?;
+    let (producer_id, producer_epoch) = write.producer();
     let index = partition_for(group_id, groups.shard_count());
-    if !guard.includes(OFFSETS_TOPIC, index) {
+    if !write.includes(OFFSETS_TOPIC, index) {
         // AddOffsetsToTxn was not called for this group.
         return Err(ResponseError::InvalidTxnState);
     }
@@ -75,10 +95,10 @@ pub async fn commit(
     let partition = broker
         .partition(OFFSETS_TOPIC, index)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let pending = partition
-        .submit(batch, true)
+    let pending = write
+        .submit(&partition, batch, true)
         .await
-        .map_err(|e| crate::error::log_error(&e))?;
+        .map_err(|e| e.code())?;
     pending
         .wait()
         .await
@@ -88,9 +108,8 @@ pub async fn commit(
         .map_err(|_| ResponseError::CoordinatorNotAvailable)?
         .request(move |id| Input::TxnOffsets(id, producer_id, records))
         .await;
-    // `guard` lives until here: the transaction completes only after the offsets are pending
-    // in the shard.
-    drop(guard);
+    // The caller's `write` lives past here: the transaction completes only after the offsets
+    // are pending in the shard.
     match reply {
         Ok(Reply::Done) => Ok(()),
         _ => Err(ResponseError::CoordinatorNotAvailable),
