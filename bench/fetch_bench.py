@@ -7,12 +7,12 @@ long-polling consumers, for two `sluice` builds measured alternately in the same
 
 Rows (each the median of --repeats, builds alternating so machine noise hits both alike):
   1. consume: 1,000,000 records of 100 B are produced to a 1-partition topic, then read from the
-     beginning with `sluice bench consume`; the broker's CPU seconds (utime+stime from /proc)
-     over the consume, per million records.
+     beginning with `sluice bench consume`, --passes times; the broker's CPU seconds
+     (utime+stime from /proc) over the consumes, per million records.
   2. idle: --idle connections each long-poll (Fetch v4, max_wait 500 ms, min_bytes 1) its own
-     empty partition while `sluice bench produce` writes 1,000,000 records to another topic;
-     the broker's CPU over the produce, divided by the same produce's CPU with no idle consumers.
-Run by scripts/bench-fetch.sh; the CI runs a short version (--records 50000 --idle 200).
+     empty partition while `sluice bench produce` writes --idle-records records of 100 B to
+     another topic; the broker's CPU over the produce, divided by the same produce's CPU with no
+     idle consumers.
 """
 
 from __future__ import annotations
@@ -90,18 +90,21 @@ class Broker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def consume_cpu_per_m(sluice: str, root: Path, records: int) -> float:
+def consume_cpu_per_m(sluice: str, root: Path, records: int, passes: int) -> float:
+    """Broker CPU per million records over `passes` consumes of the whole topic (/proc counts
+    CPU in 10 ms ticks: one pass of 1M records is only a few ticks)."""
     b = Broker(sluice, root)
     try:
         b.client("topic", "create", "perf", "--partitions", "1")
         b.client("bench", "produce", "--topic", "perf", "--records", str(records),
                  "--record-size", "100", "--acks", "1", "--json")
         before = b.cpu()
-        got = b.client("bench", "consume", "--topic", "perf", "--json")
+        for _ in range(passes):
+            got = b.client("bench", "consume", "--topic", "perf", "--json")
+            if got.get("records") != records:
+                raise RuntimeError(f"consumed {got} of {records}")
         spent = b.cpu() - before
-        if got.get("records") != records:
-            raise RuntimeError(f"consumed {got} of {records}")
-        return spent / (records / 1e6)
+        return spent / (passes * records / 1e6)
     finally:
         b.stop()
 
@@ -174,7 +177,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--baseline", help="an older sluice build to compare with, same run")
-    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--records", type=int, default=1_000_000, help="records consumed per pass")
+    ap.add_argument("--passes", type=int, default=10, help="consumes of the topic per measurement")
+    ap.add_argument("--idle-records", type=int, default=5_000_000,
+                    help="records the producer writes while the idle consumers poll")
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", help="also write the Markdown table here")
@@ -186,9 +192,9 @@ def main() -> int:
         for i in range(a.repeats):
             for name, binary in (builds if i % 2 == 0 else builds[::-1]):
                 r = res[name]
-                r["consume"].append(consume_cpu_per_m(binary, root, a.records))
-                r["quiet"].append(produce_cpu(binary, root, a.records, 0)[0])
-                spent, polls = produce_cpu(binary, root, a.records, a.idle)
+                r["consume"].append(consume_cpu_per_m(binary, root, a.records, a.passes))
+                r["quiet"].append(produce_cpu(binary, root, a.idle_records, 0)[0])
+                spent, polls = produce_cpu(binary, root, a.idle_records, a.idle)
                 r["busy"].append(spent)
                 r["polls"].append(polls)
                 print(f"[{name} run {i + 1}] consume {r['consume'][-1]:.3f} CPU s/M; produce CPU "

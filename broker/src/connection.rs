@@ -36,39 +36,6 @@ use crate::state::Broker;
 /// as its bytes actually arrive, never by what its prefix claims.
 const READ_CHUNK_BYTES: usize = 1 << 20;
 
-fn api_name(k: ApiKey) -> &'static str {
-    // `Debug` of the enum is the Kafka API name; leak-free static strings for metrics labels.
-    match k {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::DeleteRecords => "DeleteRecords",
-        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::AlterConfigs => "AlterConfigs",
-        ApiKey::DescribeLogDirs => "DescribeLogDirs",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::OffsetDelete => "OffsetDelete",
-        _ => "Other",
-    }
-}
-
 /// Who is on the other end of a connection and how it came in.
 pub struct Peer {
     pub addr: SocketAddr,
@@ -405,7 +372,7 @@ async fn respond(
         broker.metrics.requests.with_label_values(&["Other"]).inc();
         return sasl_request(broker, conn, version, correlation_id, req.body).await;
     }
-    let api = api_name(api_key);
+    let api = handler::api_name(api_key);
     let client_id = req
         .header
         .client_id

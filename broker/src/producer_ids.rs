@@ -4,7 +4,6 @@
 //! out. A restart continues after the last reserved block, so no id is ever handed out twice,
 //! at the price of skipping the rest of a block.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -86,19 +85,13 @@ impl ProducerIdManager {
 
     fn persist(&self, block_end: i64) -> Result<(), ProducerIdError> {
         let path = self.dir.join(PRODUCER_ID_FILE);
-        let tmp = self.dir.join(format!("{PRODUCER_ID_FILE}.tmp"));
-        let io = |source| ProducerIdError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(format!("version 1\nnext_block_start {block_end}\n").as_bytes())
-            .map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)
+        let text = format!("version 1\nnext_block_start {block_end}\n");
+        log_store::atomic_file::write_atomically(&path, text.as_bytes()).map_err(|source| {
+            ProducerIdError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
     }
 }
 

@@ -69,14 +69,8 @@ fn read_or_create_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<St
         }
     }
     let id = Uuid::new_v4().simple().to_string();
-    let tmp = data_dir.join("meta.properties.tmp");
-    std::fs::write(
-        &tmp,
-        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
-    )?;
-    File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    File::open(data_dir)?.sync_all()?;
+    let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+    log_store::atomic_file::write_atomically(&path, text.as_bytes())?;
     Ok(id)
 }
 

@@ -2,7 +2,6 @@
 //! `<data-dir>/.topics/` (written atomically), as the metadata Kafka keeps in its controller.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -85,12 +84,8 @@ impl TopicMeta {
         let dir = data_dir.join(TOPICS_DIR);
         std::fs::create_dir_all(&dir)?;
         let path = meta_path(data_dir, &self.name);
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(&dir)
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        log_store::atomic_file::write_atomically(&path, &json)
     }
 
     pub fn remove(data_dir: &Path, name: &str) -> std::io::Result<()> {

@@ -1,11 +1,9 @@
 //! Small text checkpoint files written atomically (tmp file, fsync, rename, fsync directory):
 //! the partition checkpoint (log start offset and recovery point) and the leader epoch cache.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::segment::sync_dir;
 
 /// `partition.checkpoint`: where recovery starts and where the log starts.
 pub(crate) const PARTITION_CHECKPOINT: &str = "partition.checkpoint";
@@ -18,18 +16,12 @@ pub(crate) const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 /// Writes `lines` to `dir/name` so that a crash leaves either the old or the new file.
 pub(crate) fn write_atomically(dir: &Path, name: &str, lines: &[String]) -> Result<()> {
     let path = dir.join(name);
-    let tmp: PathBuf = dir.join(format!("{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut text = String::new();
     for l in lines {
         text.push_str(l);
         text.push('\n');
     }
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    sync_dir(dir)
+    crate::atomic_file::write_atomically(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))
 }
 
 /// Reads `dir/name` as lines; `None` when it does not exist.

@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod atomic_file;
 pub mod batch;
 mod checkpoint;
 pub mod cleaner;

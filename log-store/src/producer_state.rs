@@ -28,7 +28,6 @@
 //! as producers without a transaction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::batch::BatchHeader;
@@ -592,12 +591,7 @@ impl ProducerState {
         let crc = crc32c::crc32c(&buf[6..]);
         buf[2..6].copy_from_slice(&crc.to_be_bytes());
         let path = snapshot_path(dir, offset);
-        let tmp = path.with_extension(format!("{SNAPSHOT_SUFFIX}.tmp"));
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(&buf).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        crate::atomic_file::write_atomically(&path, &buf).map_err(|e| Error::io(&path, e))?;
         self.snapshots.insert(offset);
         let stale: Vec<i64> = self
             .snapshots

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::{sb, throttle_time_ms, Ctx};
 use crate::error::log_error_code;
-use crate::fetch_session::{SessionPartition, FINAL_EPOCH, INITIAL_EPOCH};
+use crate::fetch_session::{Forgotten, Sent, SessionError, SessionPartition};
 use crate::partition::{check_leader_epoch, AppendWatch, Offsets, Partition, ReadResult, ReadSpec};
 use crate::state::{now_ms, Broker};
 
@@ -249,78 +249,39 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
     let now = now_ms();
     let by_id = ctx.version >= 13;
     let request_wants = requested(ctx, &req);
-    // KIP-227 session handling.
-    let (session_id, incremental, wants) = {
-        let mut cache = match broker.fetch_sessions.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        match (req.session_id, req.session_epoch) {
-            (0, FINAL_EPOCH) => (0, false, request_wants),
-            (0, INITIAL_EPOCH) if ctx.version >= 7 => {
-                let id = cache.create(request_wants.iter().map(to_session).collect(), now);
-                (id, false, request_wants)
-            }
-            (0, _) => (0, false, request_wants),
-            (id, FINAL_EPOCH) => {
-                cache.remove(id);
-                (0, false, request_wants)
-            }
-            (id, INITIAL_EPOCH) => {
-                // A new full session replacing an old one.
-                cache.remove(id);
-                let id = cache.create(request_wants.iter().map(to_session).collect(), now);
-                (id, false, request_wants)
-            }
-            (id, epoch) => {
-                let Some(session) = cache.get_mut(id) else {
-                    broker
-                        .metrics
-                        .error(ctx.api, ResponseError::FetchSessionIdNotFound.code());
-                    return (top_level_error(ResponseError::FetchSessionIdNotFound), 0);
-                };
-                if session.epoch != epoch {
-                    broker
-                        .metrics
-                        .error(ctx.api, ResponseError::InvalidFetchSessionEpoch.code());
-                    return (top_level_error(ResponseError::InvalidFetchSessionEpoch), 0);
-                }
-                session.epoch = session.epoch.wrapping_add(1).max(1);
-                session.last_used_ms = now;
-                for w in &request_wants {
-                    match session.partitions.iter_mut().find(|p| {
-                        p.topic_id == w.topic_id && p.topic == w.topic && p.partition == w.partition
-                    }) {
-                        Some(p) => {
-                            p.fetch_offset = w.fetch_offset;
-                            p.max_bytes = w.max_bytes;
-                            p.current_leader_epoch = w.current_leader_epoch;
-                        }
-                        None => session.partitions.push(to_session(w)),
-                    }
-                }
-                for f in &req.forgotten_topics_data {
-                    let (name, fid) = if by_id {
-                        (None, f.topic_id)
-                    } else {
-                        (Some(f.topic.0.to_string()), Uuid::nil())
-                    };
-                    session.partitions.retain(|p| {
-                        let same_topic = match &name {
-                            Some(n) => &p.topic == n,
-                            None => p.topic_id == fid,
-                        };
-                        !(same_topic && f.partitions.contains(&p.partition))
-                    });
-                }
-                (
-                    id,
-                    true,
-                    session.partitions.iter().map(Want::from).collect(),
-                )
-            }
+    // KIP-227 session handling (fetch_session.rs).
+    let forgotten: Vec<Forgotten> = req
+        .forgotten_topics_data
+        .iter()
+        .map(|f| Forgotten {
+            topic: (!by_id).then(|| f.topic.0.to_string()),
+            topic_id: if by_id { f.topic_id } else { Uuid::nil() },
+            partitions: f.partitions.clone(),
+        })
+        .collect();
+    let opened = broker
+        .fetch_sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .open(
+            (req.session_id, req.session_epoch),
+            ctx.version >= 7,
+            request_wants.iter().map(to_session).collect(),
+            &forgotten,
+            now,
+        );
+    let (session_id, incremental, session_partitions) = match opened {
+        Ok(o) => (o.id, o.incremental, o.partitions),
+        Err(e) => {
+            let code = match e {
+                SessionError::IdNotFound => ResponseError::FetchSessionIdNotFound,
+                SessionError::InvalidEpoch => ResponseError::InvalidFetchSessionEpoch,
+            };
+            broker.metrics.error(ctx.api, code.code());
+            return (top_level_error(code), 0);
         }
     };
+    let wants: Vec<Want> = session_partitions.iter().map(Want::from).collect();
 
     // Unknown topic ids are answered as such before authorization, as Kafka does.
     let follower = if ctx.version >= 15 {
@@ -435,30 +396,20 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
     }
 
     // For an incremental session, answer only partitions with news, and remember what was sent.
-    let mut include = vec![true; wants.len()];
-    if session_id != 0 {
-        let mut cache = match broker.fetch_sessions.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        if let Some(session) = cache.get_mut(session_id) {
-            for (i, (w, g)) in wants.iter().zip(&got).enumerate() {
-                if let Some(p) = session.partitions.iter_mut().find(|p| {
-                    p.topic == w.topic && p.topic_id == w.topic_id && p.partition == w.partition
-                }) {
-                    let changed = g.records.as_ref().is_some_and(|r| !r.is_empty())
-                        || g.error != 0
-                        || p.sent_high_watermark != Some(g.high_watermark)
-                        || p.sent_log_start_offset != Some(g.log_start_offset);
-                    if incremental {
-                        include[i] = changed;
-                    }
-                    p.sent_high_watermark = Some(g.high_watermark);
-                    p.sent_log_start_offset = Some(g.log_start_offset);
-                }
-            }
-        }
-    }
+    let sent: Vec<Sent> = got
+        .iter()
+        .map(|g| Sent {
+            has_records: g.records.as_ref().is_some_and(|r| !r.is_empty()),
+            error: g.error != 0,
+            high_watermark: g.high_watermark,
+            log_start_offset: g.log_start_offset,
+        })
+        .collect();
+    let include = broker
+        .fetch_sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .record_sent(session_id, incremental, &session_partitions, &sent);
 
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for ((w, g), inc) in wants.iter().zip(got).zip(include) {

@@ -54,56 +54,102 @@ mod txn_offset_commit;
 
 pub use api_versions::unsupported_version_response;
 
-/// Every API the broker serves with the versions its handler implements. ApiVersions
-/// advertises exactly this table.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 8),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::DescribeLogDirs, 1, 4),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
-    (ApiKey::FindCoordinator, 0, 6),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DescribeGroups, 0, 6),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    (ApiKey::ConsumerGroupDescribe, 0, 1),
-    (ApiKey::AddPartitionsToTxn, 0, 5),
-    (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 4),
-    (ApiKey::DescribeProducers, 0, 0),
-    (ApiKey::DescribeTransactions, 0, 0),
-    (ApiKey::ListTransactions, 0, 1),
-    (ApiKey::DescribeAcls, 1, 3),
-    (ApiKey::CreateAcls, 1, 3),
-    (ApiKey::DeleteAcls, 1, 3),
-    (ApiKey::DescribeUserScramCredentials, 0, 0),
-    (ApiKey::AlterUserScramCredentials, 0, 0),
-    (ApiKey::DescribeClientQuotas, 0, 1),
-    (ApiKey::AlterClientQuotas, 0, 1),
-    // Served by the connection itself (they change its state), not by `handle`.
-    (ApiKey::SaslHandshake, 0, 1),
-    (ApiKey::SaslAuthenticate, 0, 2),
-];
+/// The API table, written once: it generates [`SUPPORTED`] (what ApiVersions advertises and the
+/// connection's version gate checks), [`api_name`] (metric labels) and `dispatch`.
+/// `serve` APIs are answered by `dispatch` with the expression given (`ctx` and `r` in scope);
+/// `throttled` ones by [`handle_request`] (their quota sets a throttle); `connection` ones by
+/// the connection itself (they change its state).
+macro_rules! api_table {
+    ($ctx:ident, $r:ident;
+     serve { $($key:ident $min:literal ..= $max:literal => $handler:expr,)* }
+     throttled { $($tkey:ident $tmin:literal ..= $tmax:literal,)* }
+     connection { $($ckey:ident $cmin:literal ..= $cmax:literal,)* }
+    ) => {
+        /// Every API the broker serves with the versions its handler implements. ApiVersions
+        /// advertises exactly this table.
+        pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+            $((ApiKey::$tkey, $tmin, $tmax),)*
+            $((ApiKey::$key, $min, $max),)*
+            $((ApiKey::$ckey, $cmin, $cmax),)*
+        ];
+
+        /// The API's Kafka name (a metric label); "Other" for an API not served.
+        pub fn api_name(k: ApiKey) -> &'static str {
+            match k {
+                $(ApiKey::$tkey => stringify!($tkey),)*
+                $(ApiKey::$key => stringify!($key),)*
+                $(ApiKey::$ckey => stringify!($ckey),)*
+                _ => "Other",
+            }
+        }
+
+        /// The APIs no quota throttles.
+        async fn dispatch($ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
+            match body {
+                $(RequestKind::$key($r) => Some(ResponseKind::$key($handler)),)*
+                other => {
+                    // The connection checks `supported` before decoding: a table mismatch.
+                    tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
+                    None
+                }
+            }
+        }
+    };
+}
+
+api_table! { ctx, r;
+    serve {
+        ListOffsets 1..=8 => list_offsets::handle(ctx, r).await,
+        Metadata 0..=12 => metadata::handle(ctx, r).await,
+        ApiVersions 0..=4 => api_versions::handle(ctx, r),
+        CreateTopics 2..=7 => create_topics::handle(ctx, r).await,
+        DeleteTopics 1..=6 => delete_topics::handle(ctx, r).await,
+        DeleteRecords 0..=2 => delete_records::handle(ctx, r).await,
+        OffsetForLeaderEpoch 2..=4 => offset_for_leader_epoch::handle(ctx, r),
+        DescribeConfigs 1..=4 => configs::describe(ctx, r),
+        AlterConfigs 0..=2 => configs::alter(ctx, r).await,
+        DescribeLogDirs 1..=4 => describe_log_dirs::handle(ctx, r),
+        CreatePartitions 0..=3 => create_partitions::handle(ctx, r).await,
+        IncrementalAlterConfigs 0..=1 => configs::incremental_alter(ctx, r).await,
+        DescribeCluster 0..=1 => describe_cluster::handle(ctx, r),
+        FindCoordinator 0..=6 => find_coordinator::handle(ctx, r).await,
+        JoinGroup 0..=9 => join_group::handle(ctx, r).await,
+        SyncGroup 0..=5 => sync_group::handle(ctx, r).await,
+        Heartbeat 0..=4 => heartbeat::handle(ctx, r).await,
+        LeaveGroup 0..=5 => leave_group::handle(ctx, r).await,
+        OffsetCommit 2..=9 => offset_commit::handle(ctx, r).await,
+        OffsetFetch 1..=9 => offset_fetch::handle(ctx, r).await,
+        ListGroups 0..=5 => list_groups::handle(ctx, r).await,
+        DescribeGroups 0..=6 => describe_groups::handle(ctx, r).await,
+        DeleteGroups 0..=2 => delete_groups::handle(ctx, r).await,
+        OffsetDelete 0..=0 => offset_delete::handle(ctx, r).await,
+        InitProducerId 0..=5 => init_producer_id::handle(ctx, r).await,
+        ConsumerGroupHeartbeat 0..=1 => consumer_group_heartbeat::handle(ctx, r).await,
+        ConsumerGroupDescribe 0..=1 => consumer_group_describe::handle(ctx, r).await,
+        AddPartitionsToTxn 0..=5 => add_partitions_to_txn::handle(ctx, r).await,
+        AddOffsetsToTxn 0..=4 => add_offsets_to_txn::handle(ctx, r).await,
+        EndTxn 0..=4 => end_txn::handle(ctx, r).await,
+        TxnOffsetCommit 0..=4 => txn_offset_commit::handle(ctx, r).await,
+        DescribeProducers 0..=0 => describe_producers::handle(ctx, r),
+        DescribeTransactions 0..=0 => describe_transactions::describe(ctx, r).await,
+        ListTransactions 0..=1 => describe_transactions::list(ctx, r).await,
+        DescribeAcls 1..=3 => acls::describe(ctx, r),
+        CreateAcls 1..=3 => acls::create(ctx, r).await,
+        DeleteAcls 1..=3 => acls::delete(ctx, r).await,
+        DescribeUserScramCredentials 0..=0 => scram_credentials::describe(ctx, r),
+        AlterUserScramCredentials 0..=0 => scram_credentials::alter(ctx, r).await,
+        DescribeClientQuotas 0..=1 => client_quotas::describe(ctx, r),
+        AlterClientQuotas 0..=1 => client_quotas::alter(ctx, r).await,
+    }
+    throttled {
+        Produce 3..=11,
+        Fetch 4..=16,
+    }
+    connection {
+        SaslHandshake 0..=1,
+        SaslAuthenticate 0..=2,
+    }
+}
 
 /// The version range served for `api_key`, if any.
 pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -165,116 +211,6 @@ pub async fn handle_request(ctx: &Ctx<'_>, body: RequestKind) -> Handled {
     }
 }
 
-/// The APIs no quota throttles.
-async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
-    Some(match body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, r)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await)
-        }
-        RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(ctx, r).await)
-        }
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await)
-        }
-        RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(delete_records::handle(ctx, r).await)
-        }
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
-        }
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe(ctx, r)),
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(ctx, r).await),
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
-        }
-        RequestKind::DescribeLogDirs(r) => {
-            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, r))
-        }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(ctx, r).await)
-        }
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r))
-        }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r).await)
-        }
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, r).await),
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, r).await),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, r).await),
-        RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(offset_commit::handle(ctx, r).await)
-        }
-        RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r).await)
-        }
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, r).await),
-        RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(describe_groups::handle(ctx, r).await)
-        }
-        RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await)
-        }
-        RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await)
-        }
-        RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await)
-        }
-        RequestKind::ConsumerGroupHeartbeat(r) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(ctx, r).await)
-        }
-        RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, r).await)
-        }
-        RequestKind::AddPartitionsToTxn(r) => {
-            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, r).await)
-        }
-        RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, r).await)
-        }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, r).await),
-        RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, r).await)
-        }
-        RequestKind::DescribeProducers(r) => {
-            ResponseKind::DescribeProducers(describe_producers::handle(ctx, r))
-        }
-        RequestKind::DescribeTransactions(r) => {
-            ResponseKind::DescribeTransactions(describe_transactions::describe(ctx, r).await)
-        }
-        RequestKind::ListTransactions(r) => {
-            ResponseKind::ListTransactions(describe_transactions::list(ctx, r).await)
-        }
-        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
-        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
-        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
-        RequestKind::DescribeUserScramCredentials(r) => {
-            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(ctx, r))
-        }
-        RequestKind::AlterUserScramCredentials(r) => {
-            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, r).await)
-        }
-        RequestKind::DescribeClientQuotas(r) => {
-            ResponseKind::DescribeClientQuotas(client_quotas::describe(ctx, r))
-        }
-        RequestKind::AlterClientQuotas(r) => {
-            ResponseKind::AlterClientQuotas(client_quotas::alter(ctx, r).await)
-        }
-        other => {
-            // The connection checks `supported` before decoding, so this is a table mismatch.
-            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
-            return None;
-        }
-    })
-}
-
-/// Kafka's `AclEntry.supportedOperations`: the operations a resource type has, which the
-/// `*_authorized_operations` bit fields report on.
 fn supported_operations(resource_type: ResourceType) -> &'static [AclOperation] {
     use AclOperation::*;
     match resource_type {
