@@ -23,8 +23,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::frame::{self, FrameError};
 use sluice_protocol::request::{self, DecodeError};
-use sluice_protocol::response_frame::{encode_response_frame, ResponseFrame};
+use sluice_protocol::response_frame::{encode_response_frame, External, ResponseFrame, Segment};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{self, Ctx};
@@ -59,10 +60,48 @@ enum Reply {
     Close,
     /// No response (produce with acks=0).
     Nothing,
-    Send(ResponseFrame),
+    Send(Outgoing),
     /// A refused authentication: answer, then close.
-    SendThenClose(ResponseFrame),
+    SendThenClose(Outgoing),
 }
+
+/// A response to write: its frame, and the file regions its external segments stand for.
+struct Outgoing {
+    frame: ResponseFrame,
+    regions: Vec<log_store::FileRegion>,
+}
+
+impl From<ResponseFrame> for Outgoing {
+    fn from(frame: ResponseFrame) -> Outgoing {
+        Outgoing {
+            frame,
+            regions: Vec::new(),
+        }
+    }
+}
+
+impl From<BytesMut> for Outgoing {
+    fn from(b: BytesMut) -> Outgoing {
+        ResponseFrame::from(b).into()
+    }
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it. Plain TCP lets a Fetch response's
+/// record sets go from the segment file to the socket with `sendfile`.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The TCP socket when nothing (TLS) sits between it and the response bytes.
+    fn plain_tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Transport for TcpStream {
+    fn plain_tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
 
 /// After a throttled request: how long to read nothing from the connection.
 #[derive(Debug, Default, Clone, Copy)]
@@ -94,7 +133,7 @@ async fn wait_muted(ms: u64, shutdown: &CancellationToken) -> bool {
 }
 
 /// Serves one connection until the peer closes it, sends something invalid, or shutdown.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve<S: Transport>(
     broker: Arc<Broker>,
     mut stream: S,
     mut peer: Peer,
@@ -149,7 +188,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let reply = if raw_token {
             raw_sasl_token(&broker, &mut peer, &frame).await
         } else {
-            respond(&broker, frame, &mut peer, &shutdown, &mut mute).await
+            let zero_copy = stream.plain_tcp().is_some();
+            respond(&broker, frame, &mut peer, &shutdown, &mut mute, zero_copy).await
         };
         let (out, close) = match reply {
             Reply::Close => return,
@@ -169,7 +209,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             tracing::debug!(peer = %addr, error = %e, "write failed");
             return;
         }
-        broker.metrics.bytes_out.inc_by(out.len() as u64);
+        broker.metrics.bytes_out.inc_by(out.frame.len() as u64);
         if close {
             let _ = stream.flush().await;
             let _ = stream.shutdown().await;
@@ -212,7 +252,7 @@ async fn raw_sasl_token(broker: &Arc<Broker>, peer: &mut Peer, token: &[u8]) -> 
     }
 }
 
-fn raw_frame(token: &[u8]) -> ResponseFrame {
+fn raw_frame(token: &[u8]) -> Outgoing {
     let mut b = BytesMut::with_capacity(4 + token.len());
     b.extend_from_slice(&(token.len() as u32).to_be_bytes());
     b.extend_from_slice(token);
@@ -307,6 +347,7 @@ async fn respond(
     conn: &mut Peer,
     shutdown: &CancellationToken,
     mute: &mut Mute,
+    zero_copy: bool,
 ) -> Reply {
     let peer = conn.addr;
     let started = Instant::now();
@@ -388,6 +429,7 @@ async fn respond(
         peer,
         principal: &conn.principal,
         listener: &conn.listener,
+        zero_copy,
     };
     let handled = handler::handle_request(&ctx, req.body).await;
     broker.metrics.requests.with_label_values(&[api]).inc();
@@ -397,8 +439,17 @@ async fn respond(
     };
     let out = match handled.response {
         None => Reply::Nothing,
-        Some(body) => match encode_response_frame(api_key, version, correlation_id, body) {
-            Ok(b) => Reply::Send(b),
+        Some(body) => match encode_response_frame(
+            api_key,
+            version,
+            correlation_id,
+            body,
+            &externals(&handled.regions),
+        ) {
+            Ok(frame) => Reply::Send(Outgoing {
+                frame,
+                regions: handled.regions,
+            }),
             Err(e) => {
                 tracing::error!(%peer, api, version, error = %e, "cannot encode response; closing connection");
                 return Reply::Close;
@@ -413,21 +464,55 @@ async fn respond(
     out
 }
 
-/// Writes a response frame's segments in order: one vectored write where the stream takes
-/// them (a plain TCP socket), so record sets go from the log's read buffer to the socket.
-async fn write_frame<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    frame: &ResponseFrame,
-) -> std::io::Result<()> {
-    let segments = frame.segments();
-    if segments.len() == 1 || !stream.is_write_vectored() {
-        for s in segments {
-            stream.write_all(s).await?;
+fn externals(regions: &[log_store::FileRegion]) -> Vec<External> {
+    regions
+        .iter()
+        .enumerate()
+        .map(|(id, r)| External {
+            id,
+            len: r.len() as usize,
+        })
+        .collect()
+}
+
+/// Writes a response's segments in order: runs of bytes with one vectored write each (a
+/// plain TCP socket takes them in one system call), file regions with `sendfile`.
+async fn write_frame<S: Transport>(stream: &mut S, out: &Outgoing) -> std::io::Result<()> {
+    let segments = out.frame.segments();
+    let mut at = 0;
+    while at < segments.len() {
+        let end = segments[at..]
+            .iter()
+            .position(|s| matches!(s, Segment::External { .. }))
+            .map_or(segments.len(), |p| at + p);
+        write_bytes(stream, &segments[at..end]).await?;
+        if let Some(Segment::External { id, len }) = segments.get(end) {
+            let region = out.regions.get(*id).ok_or_else(|| {
+                std::io::Error::other(format!("no file region {id} for the response"))
+            })?;
+            send_region(stream, region, *len).await?;
+        }
+        at = end + 1;
+    }
+    Ok(())
+}
+
+async fn write_bytes<S: Transport>(stream: &mut S, segments: &[Segment]) -> std::io::Result<()> {
+    let bytes: Vec<&[u8]> = segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Bytes(b) if !b.is_empty() => Some(&b[..]),
+            _ => None,
+        })
+        .collect();
+    if bytes.len() <= 1 || !stream.is_write_vectored() {
+        for b in bytes {
+            stream.write_all(b).await?;
         }
         return Ok(());
     }
     let mut slices: Vec<std::io::IoSlice<'_>> =
-        segments.iter().map(|s| std::io::IoSlice::new(s)).collect();
+        bytes.iter().map(|b| std::io::IoSlice::new(b)).collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         let n = stream.write_vectored(rest).await?;
@@ -435,6 +520,38 @@ async fn write_frame<S: AsyncWrite + Unpin>(
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
+/// Sends `len` bytes of `region` from the segment file: `sendfile` on plain TCP (the bytes
+/// never enter user space), else read and written (not reached: only plain TCP connections
+/// get regions). A file shorter than the region fails the write, and the connection closes:
+/// the frame's size was already promised.
+async fn send_region<S: Transport>(
+    stream: &mut S,
+    region: &log_store::FileRegion,
+    len: usize,
+) -> std::io::Result<()> {
+    let (Some(tcp), Some(file)) = (stream.plain_tcp(), region.fd()) else {
+        let bytes = region.to_vec().map_err(std::io::Error::other)?;
+        return stream.write_all(&bytes).await;
+    };
+    let mut offset = i64::try_from(region.position()).map_err(std::io::Error::other)?;
+    let end = offset + len as i64;
+    while offset < end {
+        tcp.writable().await?;
+        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            let count = usize::try_from(end - offset).unwrap_or(usize::MAX);
+            nix::sys::sendfile::sendfile(tcp, file, Some(&mut offset), count)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

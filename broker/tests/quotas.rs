@@ -594,6 +594,7 @@ fn ctx<'a>(c: &'a Caller, principal: &'a str, client_id: &'a str, version: i16) 
         peer: SocketAddr::from(([127, 0, 0, 1], 5555)),
         principal,
         listener: &c.listener,
+        zero_copy: false,
     }
 }
 

@@ -108,6 +108,12 @@ impl FileRegion {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// The segment file's descriptor, for `sendfile` from [`FileRegion::position`]; `None`
+    /// when the file is not a plain file (fault injection in tests). The descriptor stays
+    /// valid, with the region's bytes, while the region lives, even if the segment is deleted.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.file.fd()
+    }
     /// Appends the region's bytes to `out` (one `pread`, no decoding).
     pub fn read_into(&self, out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();

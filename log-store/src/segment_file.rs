@@ -84,6 +84,18 @@ macro_rules! dispatch {
     };
 }
 
+impl SegmentFile {
+    /// The plain file's descriptor (for `sendfile`); `None` for a fault-injecting file.
+    pub(crate) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self {
+            SegmentFile::Std(f) => Some(f.as_fd()),
+            #[cfg(any(test, feature = "fault-injection"))]
+            SegmentFile::Faulty(_) => None,
+        }
+    }
+}
+
 impl DataFile for SegmentFile {
     #[inline]
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

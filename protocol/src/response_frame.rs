@@ -11,6 +11,11 @@
 //! A marker is 12 bytes drawn at random once per process plus a 4-byte index, and each must be
 //! found, in order, right after its own length prefix; otherwise the response is encoded the
 //! plain way.
+//!
+//! The caller may also put record sets it holds elsewhere (a file region to `sendfile`) into
+//! the response: it sets a partition's records to [`external_marker`]`(id)` and passes an
+//! [`External`] with the real length; the frame then has a [`Segment::External`] there for
+//! the caller to write. Such a response cannot fall back to the plain encoding.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
@@ -25,37 +30,80 @@ pub const SPLICE_MIN_BYTES: usize = 1024;
 
 const MARKER_BYTES: usize = 16;
 
+/// One piece of a response frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Bytes(Bytes),
+    /// `len` bytes the caller writes itself: its [`External`] number `id`.
+    External {
+        id: usize,
+        len: usize,
+    },
+}
+
+impl Segment {
+    pub fn len(&self) -> usize {
+        match self {
+            Segment::Bytes(b) => b.len(),
+            Segment::External { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A record set the caller writes itself, in place of the partition records that hold
+/// [`external_marker`]`(id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct External {
+    pub id: usize,
+    pub len: usize,
+}
+
 /// A response frame (size prefix included) as segments to write in order.
 #[derive(Debug, Clone)]
 pub struct ResponseFrame {
-    segments: Vec<Bytes>,
+    segments: Vec<Segment>,
 }
 
 impl ResponseFrame {
     pub fn from_bytes(b: Bytes) -> ResponseFrame {
-        ResponseFrame { segments: vec![b] }
+        ResponseFrame {
+            segments: vec![Segment::Bytes(b)],
+        }
     }
 
-    pub fn segments(&self) -> &[Bytes] {
+    pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
     /// Bytes on the wire, size prefix included.
     pub fn len(&self) -> usize {
-        self.segments.iter().map(Bytes::len).sum()
+        self.segments.iter().map(Segment::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The frame in one buffer (copies; for tests and non-vectored writers).
-    pub fn to_bytes(&self) -> Bytes {
+    /// The frame in one buffer (copies; for tests), with `external` giving each external
+    /// record set's bytes.
+    pub fn to_bytes_with(&self, external: impl Fn(usize) -> Bytes) -> Bytes {
         let mut out = BytesMut::with_capacity(self.len());
         for s in &self.segments {
-            out.put_slice(s);
+            match s {
+                Segment::Bytes(b) => out.put_slice(b),
+                Segment::External { id, .. } => out.put_slice(&external(*id)),
+            }
         }
         out.freeze()
+    }
+
+    /// The frame in one buffer when it has no external segment.
+    pub fn to_bytes(&self) -> Bytes {
+        self.to_bytes_with(|_| Bytes::new())
     }
 }
 
@@ -66,14 +114,17 @@ impl From<BytesMut> for ResponseFrame {
 }
 
 /// Encodes a response frame; a Fetch response's record sets are not copied (see the module).
+/// `external`: the record sets the caller put into a Fetch response as markers; empty for every
+/// other response.
 pub fn encode_response_frame(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: ResponseKind,
+    external: &[External],
 ) -> Result<ResponseFrame, String> {
     match body {
-        ResponseKind::Fetch(fetch) => encode_fetch(version, correlation_id, fetch),
+        ResponseKind::Fetch(fetch) => encode_fetch(version, correlation_id, fetch, external),
         body => encode_response(api_key, version, correlation_id, &body, 1024).map(Into::into),
     }
 }
@@ -82,8 +133,9 @@ fn encode_fetch(
     version: i16,
     correlation_id: i32,
     mut fetch: FetchResponse,
+    external: &[External],
 ) -> Result<ResponseFrame, String> {
-    let taken = take_records(&mut fetch);
+    let taken = take_records(&mut fetch, external);
     let mut body = ResponseKind::Fetch(fetch);
     let head = encode_response(ApiKey::Fetch, version, correlation_id, &body, 256)?;
     if taken.is_empty() {
@@ -92,6 +144,9 @@ fn encode_fetch(
     if let Some(frame) = splice(head, &taken, version >= 12) {
         return Ok(frame);
     }
+    if !external.is_empty() {
+        return Err("an external record set's marker is not where it belongs".into());
+    }
     // A marker was not where it should be: put the records back and copy them.
     if let ResponseKind::Fetch(f) = &mut body {
         put_back(f, taken);
@@ -99,42 +154,54 @@ fn encode_fetch(
     encode_response(ApiKey::Fetch, version, correlation_id, &body, 1024).map(Into::into)
 }
 
-/// Replaces each large record set by a marker; returns (marker, records) in encoding order.
-fn take_records(fetch: &mut FetchResponse) -> Vec<(Bytes, Bytes)> {
+/// Replaces each large record set by a marker; returns (marker, what goes in its place) in
+/// encoding order, the caller's external record sets included.
+fn take_records(fetch: &mut FetchResponse, external: &[External]) -> Vec<(Bytes, Segment)> {
     let mut taken = Vec::new();
-    for p in fetch
+    let mut next_id = external.iter().map(|e| e.id + 1).max().unwrap_or(0);
+    let partitions = fetch
         .responses
         .iter_mut()
-        .flat_map(|t| t.partitions.iter_mut())
-    {
-        if p.records
-            .as_ref()
-            .is_some_and(|r| r.len() >= SPLICE_MIN_BYTES)
-        {
-            let m = marker(taken.len());
+        .flat_map(|t| t.partitions.iter_mut());
+    for p in partitions {
+        let Some(records) = &p.records else { continue };
+        let ext = (records.len() == MARKER_BYTES)
+            .then(|| external.iter().find(|e| *records == external_marker(e.id)))
+            .flatten();
+        if let Some(e) = ext {
+            let segment = Segment::External {
+                id: e.id,
+                len: e.len,
+            };
+            taken.push((records.clone(), segment));
+        } else if records.len() >= SPLICE_MIN_BYTES {
+            let m = external_marker(next_id);
+            next_id += 1;
             if let Some(records) = p.records.replace(m.clone()) {
-                taken.push((m, records));
+                taken.push((m, Segment::Bytes(records)));
             }
         }
     }
     taken
 }
 
-fn put_back(fetch: &mut FetchResponse, taken: Vec<(Bytes, Bytes)>) {
+fn put_back(fetch: &mut FetchResponse, taken: Vec<(Bytes, Segment)>) {
     let mut taken = taken.into_iter().peekable();
-    for p in fetch
+    let partitions = fetch
         .responses
         .iter_mut()
-        .flat_map(|t| t.partitions.iter_mut())
-    {
-        if let Some((_, records)) = taken.next_if(|(m, _)| p.records.as_ref() == Some(m)) {
+        .flat_map(|t| t.partitions.iter_mut());
+    for p in partitions {
+        if let Some((_, Segment::Bytes(records))) =
+            taken.next_if(|(m, _)| p.records.as_ref() == Some(m))
+        {
             p.records = Some(records);
         }
     }
 }
 
 /// Cuts `head` at each marker and puts the records in its place, after their length prefix.
-fn splice(mut head: BytesMut, taken: &[(Bytes, Bytes)], flexible: bool) -> Option<ResponseFrame> {
+fn splice(mut head: BytesMut, taken: &[(Bytes, Segment)], flexible: bool) -> Option<ResponseFrame> {
     let marker_prefix = length_prefix(MARKER_BYTES, flexible);
     let mut cuts = Vec::with_capacity(taken.len());
     let mut at = 4;
@@ -163,12 +230,12 @@ fn splice(mut head: BytesMut, taken: &[(Bytes, Bytes)], flexible: bool) -> Optio
     let mut segments = Vec::with_capacity(taken.len() * 3 + 1);
     let mut from = 0;
     for (((start, end), (_, records)), prefix) in cuts.iter().zip(taken).zip(prefixes) {
-        segments.push(head.slice(from..*start));
-        segments.push(prefix);
+        segments.push(Segment::Bytes(head.slice(from..*start)));
+        segments.push(Segment::Bytes(prefix));
         segments.push(records.clone());
         from = *end;
     }
-    segments.push(head.slice(from..));
+    segments.push(Segment::Bytes(head.slice(from..)));
     let frame = ResponseFrame { segments };
     debug_assert_eq!(frame.len(), size as usize + 4);
     Some(frame)
@@ -190,7 +257,8 @@ fn length_prefix(len: usize, flexible: bool) -> Bytes {
     b.freeze()
 }
 
-fn marker(index: usize) -> Bytes {
+/// The marker a caller puts as a partition's records for its external record set `id`.
+pub fn external_marker(id: usize) -> Bytes {
     static SEED: OnceLock<[u8; 12]> = OnceLock::new();
     let seed = SEED.get_or_init(|| {
         // std's RandomState is seeded from the OS per process.
@@ -204,7 +272,7 @@ fn marker(index: usize) -> Bytes {
     });
     let mut m = BytesMut::with_capacity(MARKER_BYTES);
     m.put_slice(seed);
-    m.put_u32(index as u32);
+    m.put_u32(id as u32);
     m.freeze()
 }
 
@@ -258,11 +326,52 @@ mod tests {
                     version,
                     42,
                     ResponseKind::Fetch(response(version, sizes)),
+                    &[],
                 )?;
                 assert_eq!(frame.to_bytes(), plain.freeze(), "v{version} {sizes:?}");
                 let big = sizes.iter().filter(|n| **n >= SPLICE_MIN_BYTES).count();
                 assert_eq!(frame.segments().len(), big * 3 + 1, "v{version} {sizes:?}");
             }
+        }
+        Ok(())
+    }
+
+    /// A record set the caller writes itself (a file region) takes its marker's place, with
+    /// its real length prefix, among record sets spliced from bytes.
+    #[test]
+    fn external_record_sets() -> Result<(), String> {
+        for version in [4, 11, 12, 16] {
+            let sizes = [3000, 200_000, 50];
+            let mut with_marker = response(version, &sizes);
+            let real = with_marker.responses[0].partitions[1].records.clone();
+            with_marker.responses[0].partitions[1].records = Some(external_marker(7));
+            let external = [External {
+                id: 7,
+                len: 200_000,
+            }];
+            let frame = encode_response_frame(
+                ApiKey::Fetch,
+                version,
+                1,
+                ResponseKind::Fetch(with_marker),
+                &external,
+            )?;
+            assert!(frame.segments().contains(&Segment::External {
+                id: 7,
+                len: 200_000
+            }));
+            let plain = encode_response(
+                ApiKey::Fetch,
+                version,
+                1,
+                &ResponseKind::Fetch(response(version, &sizes)),
+                0,
+            )?;
+            let spliced = frame.to_bytes_with(|id| {
+                assert_eq!(id, 7);
+                real.clone().unwrap_or_default()
+            });
+            assert_eq!(spliced, plain.freeze(), "v{version}");
         }
         Ok(())
     }

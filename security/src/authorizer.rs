@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::acl::{AclOperation, AclPermissionType, ResourceType, WILDCARD_PRINCIPAL};
+use crate::acl::{
+    AclOperation, AclPermissionType, PatternType, ResourceType, WILDCARD_HOST, WILDCARD_PRINCIPAL,
+    WILDCARD_RESOURCE,
+};
 use crate::acl_store::{AclEntry, AclStore};
 
 /// The authorizer's settings, named after Kafka's configs.
@@ -114,6 +117,95 @@ impl Authorizer {
             return self.config.allow_everyone_if_no_acl_found;
         }
         allowed
+    }
+
+    /// Kafka's `authorizeByResourceType` once super users and `allow.everyone.if.no.acl.found`
+    /// are settled: whether an ALLOW for `op` (or ALL) on `*`, or on a literal name or a prefix
+    /// that no DENY of the principal covers, lets `principal` do `op` on at least one resource
+    /// of the type.
+    pub fn authorize_by_resource_type(
+        &self,
+        principal: &str,
+        host: IpAddr,
+        op: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        let host = host.to_canonical();
+        let mut deny_literal = Vec::new();
+        let mut deny_prefixed = Vec::new();
+        let mut allow = Vec::new();
+        for b in self.acls.bindings() {
+            let host_matches = b.host == WILDCARD_HOST
+                || b.host
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.to_canonical() == host);
+            if b.resource_type != resource_type
+                || !host_matches
+                || (b.principal != principal && b.principal != WILDCARD_PRINCIPAL)
+                || (b.operation != op && b.operation != AclOperation::All)
+            {
+                continue;
+            }
+            match (b.permission_type, b.pattern_type) {
+                (AclPermissionType::Deny, PatternType::Literal)
+                    if b.resource_name == WILDCARD_RESOURCE =>
+                {
+                    return false;
+                }
+                (AclPermissionType::Deny, PatternType::Literal) => {
+                    deny_literal.push(b.resource_name)
+                }
+                (AclPermissionType::Deny, PatternType::Prefixed) => {
+                    deny_prefixed.push(b.resource_name)
+                }
+                (AclPermissionType::Allow, PatternType::Literal)
+                    if b.resource_name == WILDCARD_RESOURCE =>
+                {
+                    return true;
+                }
+                (
+                    AclPermissionType::Allow,
+                    pattern @ (PatternType::Literal | PatternType::Prefixed),
+                ) => allow.push((pattern, b.resource_name)),
+                _ => {}
+            }
+        }
+        allow.iter().any(|(pattern, name)| {
+            let denied_literally = *pattern == PatternType::Literal && deny_literal.contains(name);
+            let denied_by_prefix = deny_prefixed.iter().any(|d| name.starts_with(d.as_str()));
+            !denied_literally && !denied_by_prefix
+        })
+    }
+}
+
+/// The operations Kafka's `authorizedOperations` reports on a resource type.
+pub fn supported_operations(resource_type: ResourceType) -> &'static [AclOperation] {
+    use AclOperation::*;
+    match resource_type {
+        ResourceType::Topic => &[
+            Read,
+            Write,
+            Create,
+            Describe,
+            Delete,
+            Alter,
+            DescribeConfigs,
+            AlterConfigs,
+        ],
+        ResourceType::Group => &[Read, Describe, Delete],
+        ResourceType::Cluster => &[
+            Create,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            Alter,
+            Describe,
+        ],
+        ResourceType::TransactionalId => &[Describe, Write],
+        ResourceType::DelegationToken => &[Describe],
+        ResourceType::User => &[CreateTokens, DescribeTokens],
+        ResourceType::Any | ResourceType::Unknown => &[],
     }
 }
 

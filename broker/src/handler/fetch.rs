@@ -30,6 +30,9 @@ use uuid::Uuid;
 use super::{sb, throttle_time_ms, Ctx};
 use crate::error::log_error_code;
 use crate::fetch_session::{Forgotten, Sent, SessionError, SessionPartition};
+use log_store::FileRegion;
+use sluice_protocol::response_frame::external_marker;
+
 use crate::partition::{check_leader_epoch, AppendWatch, Offsets, Partition, ReadResult, ReadSpec};
 use crate::state::{now_ms, Broker};
 
@@ -50,7 +53,7 @@ struct Got {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
-    records: Option<Bytes>,
+    records: Option<Records>,
     /// read_committed: the aborted transactions the returned batches may hold.
     aborted: Vec<log_store::AbortedTxn>,
 }
@@ -69,15 +72,34 @@ impl Got {
     }
 }
 
-/// Reads the bytes of what [`Partition::read`] found (outside the log's lock), when `send`.
+/// A partition's records in a response: bytes read from the log, or (on a plain TCP
+/// connection) the file region itself, which the connection sends with `sendfile`.
+enum Records {
+    Bytes(Bytes),
+    Region(FileRegion),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Bytes(b) => b.len(),
+            Records::Region(r) => r.len() as usize,
+        }
+    }
+}
+
+/// What [`Partition::read`] found, when `send`: the region itself with `zero_copy` (the
+/// connection can `sendfile` it), else its bytes read outside the log's lock.
 fn read_region(
     partition: &Partition,
     read: ReadResult,
     send: bool,
+    zero_copy: bool,
 ) -> Result<Got, (i16, Option<Offsets>)> {
     let records = match read.region {
+        Some(region) if send && zero_copy && region.fd().is_some() => Some(Records::Region(region)),
         Some(region) if send => match region.to_vec() {
-            Ok(buf) => Some(Bytes::from(buf)),
+            Ok(buf) => Some(Records::Bytes(Bytes::from(buf))),
             Err(e) => {
                 tracing::error!(partition = %partition.tp, error = %e, "fetch read failed");
                 return Err((log_error_code(&e), None));
@@ -193,6 +215,7 @@ fn read_partitions(
     max_bytes: usize,
     by_id: bool,
     read_committed: bool,
+    zero_copy: bool,
 ) -> (Vec<Got>, usize) {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
@@ -226,12 +249,12 @@ fn read_partitions(
             read_committed,
         };
         let got = match partition.read(spec) {
-            Ok(read) => read_region(&partition, read, budget > 0 || total == 0),
+            Ok(read) => read_region(&partition, read, budget > 0 || total == 0, zero_copy),
             Err((e, offsets)) => Err((log_error_code(&e), offsets)),
         };
         match got {
             Ok(got) => {
-                total += got.records.as_ref().map_or(0, Bytes::len);
+                total += got.records.as_ref().map_or(0, Records::len);
                 out.push(got);
             }
             Err((code, offsets)) => out.push(Got {
@@ -244,7 +267,12 @@ fn read_partitions(
 }
 
 /// The response and the throttle time.
-pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, u64) {
+/// The response, the throttle time, and the file regions the response's external record sets
+/// (`external_marker(i)`: region `i`) stand for.
+pub(super) async fn handle(
+    ctx: &Ctx<'_>,
+    req: FetchRequest,
+) -> (FetchResponse, u64, Vec<FileRegion>) {
     let broker = ctx.broker;
     let now = now_ms();
     let by_id = ctx.version >= 13;
@@ -278,7 +306,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
                 SessionError::InvalidEpoch => ResponseError::InvalidFetchSessionEpoch,
             };
             broker.metrics.error(ctx.api, code.code());
-            return (top_level_error(code), 0);
+            return (top_level_error(code), 0, Vec::new());
         }
     };
     let wants: Vec<Want> = session_partitions.iter().map(Want::from).collect();
@@ -327,6 +355,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
     let wants = Arc::new(wants);
     // isolation_level exists from v4, the oldest version served.
     let read_committed = req.isolation_level == 1;
+    let zero_copy = ctx.zero_copy;
     let got = loop {
         let seen = appended.mark_seen();
         let (got, total) = match idle_answer(&wants, &denied, &seen, read_committed) {
@@ -336,13 +365,17 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
                 let w = Arc::clone(&wants);
                 let d = Arc::clone(&denied);
                 let read = tokio::task::spawn_blocking(move || {
-                    read_partitions(&b, &w, &d, max_bytes, by_id, read_committed)
+                    read_partitions(&b, &w, &d, max_bytes, by_id, read_committed, zero_copy)
                 });
                 match read.await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(error = %e, "fetch read task failed");
-                        return (top_level_error(ResponseError::UnknownServerError), 0);
+                        return (
+                            top_level_error(ResponseError::UnknownServerError),
+                            0,
+                            Vec::new(),
+                        );
                     }
                 }
             }
@@ -391,7 +424,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
             let response = FetchResponse::default()
                 .with_throttle_time_ms(throttle_time_ms(throttle_ms))
                 .with_session_id(session_id);
-            return (response, throttle_ms);
+            return (response, throttle_ms, Vec::new());
         }
     }
 
@@ -399,7 +432,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
     let sent: Vec<Sent> = got
         .iter()
         .map(|g| Sent {
-            has_records: g.records.as_ref().is_some_and(|r| !r.is_empty()),
+            has_records: g.records.as_ref().is_some_and(|r| r.len() > 0),
             error: g.error != 0,
             high_watermark: g.high_watermark,
             log_start_offset: g.log_start_offset,
@@ -411,6 +444,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
         .unwrap_or_else(|p| p.into_inner())
         .record_sent(session_id, incremental, &session_partitions, &sent);
 
+    let mut regions = Vec::new();
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for ((w, g), inc) in wants.iter().zip(got).zip(include) {
         if !inc {
@@ -439,7 +473,14 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
             }))
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
             // Kafka always sends a (possibly empty) record set, never null; clients reject null.
-            .with_records(Some(g.records.unwrap_or_default()));
+            .with_records(Some(match g.records {
+                None => Bytes::new(),
+                Some(Records::Bytes(b)) => b,
+                Some(Records::Region(r)) => {
+                    regions.push(r);
+                    external_marker(regions.len() - 1)
+                }
+            }));
         let same = responses.last().is_some_and(|t| {
             if by_id {
                 t.topic_id == w.topic_id
@@ -465,5 +506,5 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, 
     let response = FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(responses);
-    (response, 0)
+    (response, 0, regions)
 }

@@ -1,14 +1,10 @@
 //! Request handlers, one file per API, and the table of versions the broker advertises.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use sluice_security::acl::{
-    AclOperation, AclPermissionType, PatternType, ResourceType, CLUSTER_NAME, WILDCARD_HOST,
-    WILDCARD_PRINCIPAL, WILDCARD_RESOURCE,
-};
+use sluice_security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use sluice_security::quota::QuotaType;
 use tokio_util::sync::CancellationToken;
 
@@ -174,6 +170,9 @@ pub struct Ctx<'a> {
     pub principal: &'a str,
     /// The listener the request came in on (Metadata advertises its address).
     pub listener: &'a crate::server::ListenerInfo,
+    /// The connection writes file regions itself (`sendfile` on plain TCP): a Fetch response
+    /// may hold them instead of record bytes ([`Handled::regions`]).
+    pub zero_copy: bool,
 }
 
 /// What handling one request produced.
@@ -185,6 +184,9 @@ pub struct Handled {
     /// connection reads no further request for this long (KIP-219), even when no response is
     /// sent. Zero when not throttled.
     pub throttle_ms: u64,
+    /// The file regions a Fetch response's external record sets stand for (only with
+    /// [`Ctx::zero_copy`]).
+    pub regions: Vec<log_store::FileRegion>,
 }
 
 /// Runs the handler for a decoded request. `None`: no response is sent (produce acks=0).
@@ -200,44 +202,19 @@ pub async fn handle_request(ctx: &Ctx<'_>, body: RequestKind) -> Handled {
             (response.map(ResponseKind::Produce), throttle_ms)
         }
         RequestKind::Fetch(r) => {
-            let (response, throttle_ms) = fetch::handle(ctx, r).await;
-            (Some(ResponseKind::Fetch(response)), throttle_ms)
+            let (response, throttle_ms, regions) = fetch::handle(ctx, r).await;
+            return Handled {
+                response: Some(ResponseKind::Fetch(response)),
+                throttle_ms,
+                regions,
+            };
         }
         other => (dispatch(ctx, other).await, 0),
     };
     Handled {
         response,
         throttle_ms,
-    }
-}
-
-fn supported_operations(resource_type: ResourceType) -> &'static [AclOperation] {
-    use AclOperation::*;
-    match resource_type {
-        ResourceType::Topic => &[
-            Read,
-            Write,
-            Create,
-            Describe,
-            Delete,
-            Alter,
-            DescribeConfigs,
-            AlterConfigs,
-        ],
-        ResourceType::Group => &[Read, Describe, Delete],
-        ResourceType::Cluster => &[
-            Create,
-            ClusterAction,
-            DescribeConfigs,
-            AlterConfigs,
-            IdempotentWrite,
-            Alter,
-            Describe,
-        ],
-        ResourceType::TransactionalId => &[Describe, Write],
-        ResourceType::DelegationToken => &[Describe],
-        ResourceType::User => &[CreateTokens, DescribeTokens],
-        ResourceType::Any | ResourceType::Unknown => &[],
+        regions: Vec::new(),
     }
 }
 
@@ -310,7 +287,7 @@ impl Ctx<'_> {
     /// Kafka's `authorizedOperations`: the bit field (`1 << code`) of the operations the
     /// principal may do on the resource, out of those its type supports.
     pub(crate) fn authorized_operations(&self, resource_type: ResourceType, name: &str) -> i32 {
-        supported_operations(resource_type)
+        sluice_security::authorizer::supported_operations(resource_type)
             .iter()
             .filter(|op| self.authorize(**op, resource_type, name))
             .fold(0, |bits, op| bits | (1 << op.code()))
@@ -333,55 +310,11 @@ impl Ctx<'_> {
         if self.authorize(op, resource_type, "hardcode") {
             return true;
         }
-        let host = self.peer.ip().to_canonical();
-        let authorizer = security
+        security
             .authorizer
             .read()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut deny_literal = Vec::new();
-        let mut deny_prefixed = Vec::new();
-        let mut allow = Vec::new();
-        for b in authorizer.acls().bindings() {
-            let host_matches = b.host == WILDCARD_HOST
-                || b.host
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| ip.to_canonical() == host);
-            if b.resource_type != resource_type
-                || !host_matches
-                || (b.principal != self.principal && b.principal != WILDCARD_PRINCIPAL)
-                || (b.operation != op && b.operation != AclOperation::All)
-            {
-                continue;
-            }
-            match (b.permission_type, b.pattern_type) {
-                (AclPermissionType::Deny, PatternType::Literal)
-                    if b.resource_name == WILDCARD_RESOURCE =>
-                {
-                    return false;
-                }
-                (AclPermissionType::Deny, PatternType::Literal) => {
-                    deny_literal.push(b.resource_name)
-                }
-                (AclPermissionType::Deny, PatternType::Prefixed) => {
-                    deny_prefixed.push(b.resource_name)
-                }
-                (AclPermissionType::Allow, PatternType::Literal)
-                    if b.resource_name == WILDCARD_RESOURCE =>
-                {
-                    return true;
-                }
-                (
-                    AclPermissionType::Allow,
-                    pattern @ (PatternType::Literal | PatternType::Prefixed),
-                ) => allow.push((pattern, b.resource_name)),
-                _ => {}
-            }
-        }
-        allow.iter().any(|(pattern, name)| {
-            let denied_literally = *pattern == PatternType::Literal && deny_literal.contains(name);
-            let denied_by_prefix = deny_prefixed.iter().any(|d| name.starts_with(d.as_str()));
-            !denied_literally && !denied_by_prefix
-        })
+            .unwrap_or_else(|p| p.into_inner())
+            .authorize_by_resource_type(self.principal, self.peer.ip(), op, resource_type)
     }
 }
 

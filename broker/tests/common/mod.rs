@@ -91,6 +91,7 @@ impl Caller {
             peer,
             principal,
             listener: &self.listener,
+            zero_copy: false,
         };
         let response = tokio::time::timeout(Duration::from_secs(20), handler::handle(&ctx, body))
             .await
