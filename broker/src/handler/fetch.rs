@@ -508,3 +508,52 @@ pub(super) async fn handle(
         .with_responses(responses);
     (response, 0, regions)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want(fetch_offset: i64, current_leader_epoch: i32) -> Want {
+        Want {
+            topic: "t".into(),
+            topic_id: Uuid::nil(),
+            partition: 0,
+            fetch_offset,
+            max_bytes: 1 << 20,
+            current_leader_epoch,
+        }
+    }
+
+    fn offsets(log_start_offset: i64, lso: i64, hw: i64) -> Option<Offsets> {
+        Some(Offsets {
+            log_start_offset,
+            high_watermark: hw,
+            last_stable_offset: lso,
+            log_end_offset: hw,
+            size_bytes: 0,
+        })
+    }
+
+    /// A long poll answers from the published offsets only when nothing can be read or
+    /// reported; any doubt sends it to the log.
+    #[test]
+    fn idle_answers_only_when_nothing_is_there() {
+        let at_end = [want(10, -1)];
+        let got = idle_answer(&at_end, &[false], &[offsets(0, 10, 10)], false);
+        assert!(got.is_some_and(|g| g[0].error == 0 && g[0].high_watermark == 10));
+        // Records below the high watermark, or an unknown partition: read the log.
+        assert!(idle_answer(&[want(9, -1)], &[false], &[offsets(0, 10, 10)], false).is_none());
+        assert!(idle_answer(&at_end, &[false], &[None], false).is_none());
+        // read_committed waits at the last stable offset, read_uncommitted does not.
+        assert!(idle_answer(&[want(7, -1)], &[false], &[offsets(0, 7, 10)], true).is_some());
+        assert!(idle_answer(&[want(7, -1)], &[false], &[offsets(0, 7, 10)], false).is_none());
+        // A leader-epoch error or an offset below the log start is reported by the log path.
+        assert!(idle_answer(&[want(10, 3)], &[false], &[offsets(0, 10, 10)], false).is_none());
+        assert!(idle_answer(&at_end, &[false], &[offsets(11, 10, 10)], false).is_none());
+        // A denied partition answers TOPIC_AUTHORIZATION_FAILED without reading.
+        let denied = idle_answer(&at_end, &[true], &[None], false);
+        assert!(
+            denied.is_some_and(|g| g[0].error == ResponseError::TopicAuthorizationFailed.code())
+        );
+    }
+}

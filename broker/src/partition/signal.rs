@@ -65,3 +65,61 @@ impl AppendWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::Actors;
+    use crate::batch::{encode, BrokerRecord};
+    use log_store::{Log, LogConfig, TopicPartition};
+    use std::time::Duration;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn open(dir: &std::path::Path, actors: &Actors, p: i32) -> Result<Arc<Partition>, String> {
+        let tp = TopicPartition::new("t", p);
+        let (log, _) = Log::create(dir, &tp, LogConfig::default(), 0).map_err(|e| e.to_string())?;
+        Ok(Partition::online(tp, log, actors))
+    }
+
+    async fn append_one(p: &Partition) -> TestResult {
+        let record = BrokerRecord {
+            value: Some(bytes::Bytes::from_static(b"v")),
+            ..Default::default()
+        };
+        p.submit(encode(&[record], None, None)?, false)
+            .await?
+            .wait()
+            .await?;
+        Ok(())
+    }
+
+    /// An append wakes the waiters of its own partition, with the new offsets, and no one else.
+    #[tokio::test]
+    async fn an_append_wakes_only_its_partitions_waiters() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let actors = Actors::new();
+        let (a, b, other) = (
+            open(dir.path(), &actors, 0)?,
+            open(dir.path(), &actors, 1)?,
+            open(dir.path(), &actors, 2)?,
+        );
+        let mut watch = AppendWatch::new([Some(&a), None, Some(&b)]);
+        let seen = watch.mark_seen();
+        assert_eq!(seen.len(), 3);
+        assert!(seen[1].is_none(), "a missing partition has an empty slot");
+        append_one(&other).await?;
+        let woke = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
+        assert!(
+            woke.is_err(),
+            "an unwatched partition's append woke the watch"
+        );
+        append_one(&b).await?;
+        tokio::time::timeout(Duration::from_secs(5), watch.changed()).await?;
+        let seen = watch.mark_seen();
+        assert_eq!(seen[0].map(|o| o.log_end_offset), Some(0));
+        assert_eq!(seen[2].map(|o| o.high_watermark), Some(1));
+        actors.stop_and_join().await;
+        Ok(())
+    }
+}
