@@ -410,7 +410,11 @@ async fn respond(
         }
     };
     if matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
-        broker.metrics.requests.with_label_values(&["Other"]).inc();
+        broker
+            .metrics
+            .requests
+            .with_label_values(&[handler::api_name(api_key)])
+            .inc();
         return sasl_request(broker, conn, version, correlation_id, req.body).await;
     }
     let api = handler::api_name(api_key);
