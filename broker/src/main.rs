@@ -36,7 +36,7 @@ enum Command {
     User(UserCommand),
     /// Client commands: they speak the Kafka protocol to any broker (`--bootstrap`).
     #[command(flatten)]
-    Client(sluice_clients::cli::Command),
+    Client(sluice_cli::Command),
 }
 
 /// Where `sluice user` makes its changes.
@@ -56,13 +56,11 @@ struct UserTarget {
 }
 
 impl UserTarget {
-    fn online(&self) -> Option<sluice_clients::cli::ConnectionArgs> {
-        self.bootstrap
-            .as_ref()
-            .map(|b| sluice_clients::cli::ConnectionArgs {
-                bootstrap: b.clone(),
-                request_timeout_ms: 30_000,
-            })
+    fn online(&self) -> Option<sluice_cli::ConnectionArgs> {
+        self.bootstrap.as_ref().map(|b| sluice_cli::ConnectionArgs {
+            bootstrap: b.clone(),
+            request_timeout_ms: 30_000,
+        })
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -107,7 +105,7 @@ enum UserCommand {
 
 async fn user(cmd: UserCommand) -> anyhow::Result<()> {
     use sluice_broker::users;
-    use sluice_clients::cli::user as online;
+    use sluice_cli::user as online;
     match cmd {
         UserCommand::Create {
             name,
@@ -401,7 +399,7 @@ fn main() -> std::process::ExitCode {
             None => serve(ServeArgs::default()).await,
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::User(cmd)) => user(cmd).await,
-            Some(Command::Client(cmd)) => sluice_clients::cli::run(cmd).await,
+            Some(Command::Client(cmd)) => sluice_cli::run(cmd).await,
         }
     });
     match result {

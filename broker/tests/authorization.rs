@@ -1252,9 +1252,7 @@ fn upsertion(
 ) -> alter_user_scram_credentials_request::ScramCredentialUpsertion {
     let salt = format!("salt-of-{user}").into_bytes();
     let salted = match ScramMechanism::from_type_id(mechanism) {
-        Some(m) => {
-            sluice_clients::cli::user::salted_password(m, password, &salt, iterations.max(1) as u32)
-        }
+        Some(m) => sluice_cli::user::salted_password(m, password, &salt, iterations.max(1) as u32),
         None => vec![1; 32],
     };
     alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
@@ -1637,8 +1635,8 @@ async fn a_transform_runs_only_with_its_principals_rights() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_acl_and_user_commands_work_against_a_broker() -> TestResult {
-    use sluice_clients::cli::acl;
-    use sluice_clients::cli::user;
+    use sluice_cli::acl;
+    use sluice_cli::user;
     use sluice_security::acl::{AclBinding, AclBindingFilter};
 
     let dir = tempfile::tempdir()?;
@@ -1669,7 +1667,7 @@ async fn cli_acl_and_user_commands_work_against_a_broker() -> TestResult {
         sluice_broker::server::ConnectionLimits::new(&broker),
         shutdown.clone(),
     ));
-    let connection = sluice_clients::cli::ConnectionArgs {
+    let connection = sluice_cli::ConnectionArgs {
         bootstrap: bound.to_string(),
         request_timeout_ms: 10_000,
     };

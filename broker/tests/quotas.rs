@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::handler::{self, Ctx};
-use sluice_clients::cli::quota;
+use sluice_cli::quota;
 use sluice_security::acl::{
     AclBinding, AclOperation, AclPermissionType, PatternType, ResourceType,
 };
@@ -994,7 +994,7 @@ async fn a_throttled_connection_reads_nothing_for_the_throttle_time() -> TestRes
     // 10 KB/s for each of the three client ids, set with the CLI's client functions; one
     // request of about 130 KB is throttled for about 3 s.
     let bound = 10_000.0;
-    let client = sluice_clients::cli::ConnectionArgs {
+    let client = sluice_cli::ConnectionArgs {
         bootstrap: bound_addr.to_string(),
         request_timeout_ms: 10_000,
     }

@@ -381,7 +381,7 @@ impl Client {
 
     /// A connection to any broker: a live broker connection, else the bootstrap one, else a
     /// new one to the first bootstrap address that answers.
-    pub(crate) async fn any_connection(&self) -> Result<Arc<Connection>, Error> {
+    pub async fn any_connection(&self) -> Result<Arc<Connection>, Error> {
         if let Some(conn) = lock(&self.inner.any).as_ref().filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
         }

@@ -104,7 +104,7 @@ pub enum Error {
 
 impl Error {
     /// A broker error for `code`, or `None` when `code` is 0 (no error).
-    pub(crate) fn from_code(
+    pub fn from_code(
         context: impl FnOnce() -> String,
         code: i16,
         message: Option<&str>,

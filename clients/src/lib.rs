@@ -1,7 +1,6 @@
-//! `sluice-clients`: Sluice's async Kafka client and the command-line tools built on it
-//! (`topic`, `produce`, `consume`, `bench`). It talks to any Kafka-compatible broker through
-//! the sans-IO codec in `sluice-protocol`; the Sluice binary mounts [`cli::Command`] as
-//! subcommands.
+//! `sluice-clients`: Sluice's async Kafka client library. It talks to any Kafka-compatible
+//! broker through the sans-IO codec in `sluice-protocol`; the `sluice` binary's client
+//! subcommands (`topic`, `produce`, `consume`, `bench`, ...) live in the `sluice-cli` crate.
 //!
 //! Layout, one concept per module:
 //! - [`connection`]: one TCP connection: ApiVersions negotiation, correlation ids, pipelined
@@ -12,7 +11,6 @@
 //! - [`records`]: the record types and record batch encoding (sans-IO);
 //! - [`batch_decoder`]: defensive record batch decoding with bounded decompression (sans-IO);
 //! - [`partitioner`]: the Java client's murmur2 key partitioner and round-robin;
-//! - [`cli`]: the clap subcommands and their runner;
 //! - [`error`]: the crate's one error type, [`Error`].
 //!
 //! ```no_run
@@ -42,7 +40,6 @@
 
 pub mod admin;
 pub mod batch_decoder;
-pub mod cli;
 pub mod client;
 pub mod connection;
 pub mod error;

@@ -22,7 +22,7 @@ use rand::RngCore;
 use sluice_security::scram::{ScramMechanism, GENERATED_SALT_BYTES};
 
 use super::ConnectionArgs;
-use crate::{Client, Error};
+use sluice_clients::{Client, Error};
 
 /// A user's SCRAM credentials as the broker describes them: mechanism and iterations (never
 /// the salt or keys).

@@ -20,7 +20,7 @@ use sluice_security::quota_store::{
 };
 
 use super::ConnectionArgs;
-use crate::{Client, Error};
+use sluice_clients::{Client, Error};
 
 /// Client quota administration.
 #[derive(Debug, Subcommand)]

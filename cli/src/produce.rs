@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use super::args::key_value;
 use super::progress::{Progress, Unit, PRODUCE_BYTES_MIN};
 use super::ConnectionArgs;
-use crate::partitioner::Partitioner;
-use crate::{Acks, Client, Compression, ProduceRecord};
+use sluice_clients::partitioner::Partitioner;
+use sluice_clients::{Acks, Client, Compression, ProduceRecord};
 
 /// Longest input line accepted.
 pub(crate) const LINE_BYTES_MAX: usize = 16 << 20;

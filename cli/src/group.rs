@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail};
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::ConnectionArgs;
-use crate::{Client, GroupDescription, OffsetSpec};
+use sluice_clients::{Client, GroupDescription, OffsetSpec};
 
 /// Consumer group administration.
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,5 @@
-//! The client subcommands of the `sluice` binary: `topic`, `produce`, `consume`, `bench`,
+//! `sluice-cli`: the client subcommands of the `sluice` binary, on the `sluice-clients`
+//! library: `topic`, `produce`, `consume`, `bench`,
 //! `group`, `txn`, `transform`, `acl` and `quota`; [`user`] holds the online SCRAM user commands
 //! (`create`, `delete`, `list`) the binary's `user` subcommand calls.
 //!
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::{Client, ClientConfig, ConnectionConfig};
+use sluice_clients::{Client, ClientConfig, ConnectionConfig};
 
 pub mod acl;
 pub mod args;

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 
 use super::args::key_value;
 use super::ConnectionArgs;
-use crate::TopicDescription;
+use sluice_clients::TopicDescription;
 
 /// Topic administration.
 #[derive(Debug, Subcommand)]
@@ -257,7 +257,7 @@ fn describe_json(d: &TopicDescription, all_configs: bool) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConfigEntry, PartitionDescription, PartitionMetadata};
+    use sluice_clients::{ConfigEntry, PartitionDescription, PartitionMetadata};
 
     fn description() -> TopicDescription {
         TopicDescription {

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use super::latency::{Latencies, LatencySummary};
 use super::ConnectionArgs;
-use crate::{Acks, Client, Compression, OffsetSpec, ProduceRecord};
+use sluice_clients::{Acks, Client, Compression, OffsetSpec, ProduceRecord};
 
 /// Distinct random payloads cycled through, so compressed runs do not just compress one value.
 const PAYLOADS: usize = 16;
@@ -177,7 +177,7 @@ async fn produce(args: BenchProduceArgs) -> anyhow::Result<()> {
     let client = args.connection.connect().await?;
     let partitions = match client.partition_count(&args.topic).await {
         Ok(n) => n,
-        Err(crate::Error::UnknownTopic(_)) => {
+        Err(sluice_clients::Error::UnknownTopic(_)) => {
             client
                 .create_topic(&args.topic, args.partitions, -1, &[])
                 .await?;

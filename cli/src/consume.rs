@@ -12,7 +12,7 @@ use super::args::StartFrom;
 use super::progress::{Progress, Unit, CONSUME_RECORDS_MIN};
 use super::template::Template;
 use super::ConnectionArgs;
-use crate::{Client, ConsumerRecord, OffsetSpec};
+use sluice_clients::{Client, ConsumerRecord, OffsetSpec};
 
 /// `consume`.
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use sluice_security::acl::{
 };
 
 use super::ConnectionArgs;
-use crate::{Client, Error};
+use sluice_clients::{Client, Error};
 
 /// ACL administration.
 #[derive(Debug, Subcommand)]

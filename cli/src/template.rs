@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use crate::ConsumerRecord;
+use sluice_clients::ConsumerRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
