@@ -21,6 +21,7 @@
 //! transform acts with the broker's own rights, as an internal client does. Its internal
 //! topics, consumer group and transactional ids are the transform's own and need no ACL.
 
+pub mod driver;
 pub mod http;
 pub mod reader;
 pub mod session;

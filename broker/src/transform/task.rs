@@ -18,56 +18,17 @@ use operators::{OutRecord, Output, Side, StageSpec, StageTask, TransformSpec};
 use sluice_clients::records::ConsumerRecord;
 use tokio_util::sync::CancellationToken;
 
+use super::driver::{parse_watermark, Broadcast, Cadence, Upstream, RUNTIME_KEY_TAG};
 use super::reader::PartitionReader;
 use super::session::{commit_plain, committed_offset, write_plain, Outgoing, Outputs, Session};
 use super::store::{self, Checkpoint, LocalStore, StoreError};
 use crate::partition::AppendWatch;
+
+pub use super::driver::WATERMARK_HEADER;
 use crate::state::{now_ms, Broker};
-
-/// The header of the watermark records a stage that repartitions broadcasts to every partition
-/// of its repartition topic: value `<upstream partition>:<event time ms>`. The next stage's
-/// watermark is the smallest of its upstream partitions' (as Flink combines input channels), so
-/// records of a slower upstream partition are not late because a faster one ran ahead.
-pub const WATERMARK_HEADER: &str = "__sluice-watermark";
-
-/// Changelog keys the runtime owns (the upstream watermarks of a stage), next to the
-/// operators' own entries: a 0xFF tag the operators never use, then `wm/<partition>`.
-const RUNTIME_KEY_TAG: u8 = 0xFF;
-
-fn upstream_key(partition: i32) -> Vec<u8> {
-    let mut k = vec![RUNTIME_KEY_TAG];
-    k.extend_from_slice(format!("wm/{partition}").as_bytes());
-    k
-}
-
-fn parse_watermark(value: &[u8]) -> Option<(i32, i64)> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (p, ts) = text.split_once(':')?;
-    Some((p.parse().ok()?, ts.parse().ok()?))
-}
-
-/// The event-time progress of the partitions upstream of a stage.
-#[derive(Debug, Default)]
-struct Upstream {
-    partitions: usize,
-    seen: std::collections::BTreeMap<i32, i64>,
-    applied: i64,
-}
-
-impl Upstream {
-    /// The combined watermark, once every upstream partition has reported one.
-    fn combined(&self) -> Option<i64> {
-        if self.partitions == 0 || self.seen.len() < self.partitions {
-            return None;
-        }
-        self.seen.values().min().copied()
-    }
-}
 
 /// Bytes read from the log per poll.
 const POLL_BYTES: usize = 1 << 20;
-/// A commit is forced when this many output records are waiting.
-const MAX_PENDING_RECORDS: usize = 50_000;
 
 /// What a task shows in `describe` and `/metrics`.
 #[derive(Debug, Default)]
@@ -295,7 +256,7 @@ fn apply_entry(
 ) -> Result<(), String> {
     if key.first() == Some(&RUNTIME_KEY_TAG) {
         if let Some((p, ts)) = value.and_then(parse_watermark) {
-            upstream.seen.insert(p, ts);
+            upstream.restore(p, ts);
         }
         return Ok(());
     }
@@ -435,9 +396,10 @@ async fn run_once(
             .stages()
             .into_iter()
             .find(|s| s.index + 1 == stage.index);
-        upstream.partitions = prev
-            .and_then(|s| broker.topic(&s.input_topic))
-            .map_or(0, |t| t.partitions.len());
+        upstream = Upstream::new(
+            prev.and_then(|s| broker.topic(&s.input_topic))
+                .map_or(0, |t| t.partitions.len()),
+        );
     }
     // State: the local store's entries, then the changelog after its checkpoint (committed
     // entries only); the whole changelog when there is no usable checkpoint.
@@ -459,7 +421,7 @@ async fn run_once(
             Err(e) => return Ended::Failed(e),
         }
     }
-    upstream.applied = upstream.combined().unwrap_or(i64::MIN);
+    upstream.restored();
     let repartition = match &stage.output {
         operators::StageOutput::Repartition(t) => Some((
             t.clone(),
@@ -467,8 +429,8 @@ async fn run_once(
         )),
         operators::StageOutput::Sink => None,
     };
-    // The largest event time this stage has passed downstream, and what it last broadcast.
-    let (mut high, mut broadcast) = (i64::MIN, i64::MIN);
+    // The watermark this stage passes downstream.
+    let mut broadcast = Broadcast::default();
     // Tables of stream-table joins: every partition, from the start, kept up to date.
     let mut tables: Vec<(String, PartitionReader)> = Vec::new();
     for t in &stage.tables {
@@ -501,7 +463,9 @@ async fn run_once(
             Err(e) => return Ended::Failed(format!("cannot read the committed offset: {e}")),
         }
     }
-    let interval = Duration::from_millis(spec.commit_interval_ms.max(1));
+    let cadence = Cadence {
+        interval: Duration::from_millis(spec.commit_interval_ms.max(1)),
+    };
     let mut appended = {
         let mut read: Vec<(&str, i32)> = vec![(&stage.input_topic, partition)];
         read.extend(other.as_ref().map(|o| (o.topic.as_str(), partition)));
@@ -579,18 +543,13 @@ async fn run_once(
                         let Some((p, ts)) = wm else {
                             return Ended::Failed("malformed watermark record".into());
                         };
-                        let e = upstream.seen.entry(p).or_insert(i64::MIN);
-                        if ts > *e {
-                            *e = ts;
-                            out.changelog
-                                .push((upstream_key(p), Some(format!("{p}:{ts}").into_bytes())));
+                        let step = upstream.observe(p, ts);
+                        if let Some((key, value)) = step.changelog {
+                            out.changelog.push((key, Some(value)));
                         }
-                        if let Some(combined) = upstream.combined() {
-                            if combined > upstream.applied {
-                                upstream.applied = combined;
-                                if let Err(e) = task.advance_watermark(combined, &mut out) {
-                                    return Ended::Stopped(format!("watermark {combined}: {e}"));
-                                }
+                        if let Some(combined) = step.advance_to {
+                            if let Err(e) = task.advance_watermark(combined, &mut out) {
+                                return Ended::Stopped(format!("watermark {combined}: {e}"));
                             }
                         }
                         consumed = true;
@@ -598,7 +557,7 @@ async fn run_once(
                     }
                 }
                 if spec.input.time.is_none() && stage.index == 0 && !task.is_stateful() {
-                    high = high.max(rec.timestamp_ms);
+                    broadcast.observe_input(rec.timestamp_ms);
                 }
                 let rec = to_record(rec);
                 if let Err(e) = task.process(side, &rec, &mut out) {
@@ -612,38 +571,16 @@ async fn run_once(
         }
         status.records_in.fetch_add(got as u64, Ordering::Relaxed);
         if let Some((topic, count)) = &repartition {
-            // The watermark passed downstream: a stateful stage's own (held back so results it
-            // emits later are not late downstream); a stateless later stage's input
-            // watermark; a stateless first stage's largest event time.
-            if task.is_stateful() {
-                if let Some(w) = task.output_watermark() {
-                    high = high.max(w);
-                }
-            } else if stage.index > 0 {
-                high = high.max(upstream.applied);
-            } else {
-                for r in &out.records {
-                    if &r.topic == topic {
-                        high = high.max(r.timestamp);
-                    }
-                }
-            }
-            if high > broadcast {
-                broadcast = high;
-                for q in 0..*count {
-                    out.records.push(OutRecord {
-                        topic: topic.clone(),
-                        key: None,
-                        value: None,
-                        timestamp: high,
-                        headers: vec![(
-                            WATERMARK_HEADER.to_string(),
-                            Some(format!("{partition}:{high}").into_bytes()),
-                        )],
-                        partition: Some(q),
-                    });
-                }
-            }
+            let stateful = task.is_stateful().then(|| task.output_watermark());
+            let upstream_applied = (stage.index > 0).then(|| upstream.applied());
+            let marks = broadcast.round(
+                (topic, *count),
+                partition,
+                stateful,
+                upstream_applied,
+                &out.records,
+            );
+            out.records.extend(marks);
         }
         for r in out.records.drain(..) {
             let p = match partition_of(broker, &r, partition) {
@@ -696,8 +633,7 @@ async fn run_once(
             outputs.clear();
             pending = 0;
         }
-        let due = last_commit.elapsed() >= interval || pending >= MAX_PENDING_RECORDS;
-        if consumed && due {
+        if cadence.commit_due(consumed, last_commit.elapsed(), pending) {
             let mut offsets = Vec::with_capacity(2);
             for r in [&input, &other].into_iter().flatten() {
                 offsets.push((r.topic.clone(), partition, r.offset));
@@ -755,11 +691,7 @@ async fn run_once(
                     }
                 }
             }
-            let wait = if consumed {
-                interval.saturating_sub(last_commit.elapsed())
-            } else {
-                interval.max(Duration::from_millis(500))
-            };
+            let wait = cadence.idle_wait(consumed, last_commit.elapsed());
             tokio::select! {
                 _ = cancel.cancelled() => return Ended::Cancelled,
                 _ = appended.changed() => {}
