@@ -36,16 +36,9 @@ use sluice_protocol::response_frame::external_marker;
 use crate::partition::{check_leader_epoch, AppendWatch, Offsets, Partition, ReadResult, ReadSpec};
 use crate::state::{now_ms, Broker};
 
-/// One partition to answer for.
-#[derive(Debug, Clone)]
-struct Want {
-    topic: String,
-    topic_id: Uuid,
-    partition: i32,
-    fetch_offset: i64,
-    max_bytes: i32,
-    current_leader_epoch: i32,
-}
+/// One partition to answer for: the session's own record of it (KIP-227), so a fetch lists
+/// its partitions in one shape from the request to the response.
+type Want = SessionPartition;
 
 /// What was read for one partition.
 struct Got {
@@ -118,32 +111,6 @@ fn top_level_error(code: ResponseError) -> FetchResponse {
     FetchResponse::default().with_error_code(code.code())
 }
 
-impl From<&SessionPartition> for Want {
-    fn from(p: &SessionPartition) -> Self {
-        Want {
-            topic: p.topic.clone(),
-            topic_id: p.topic_id,
-            partition: p.partition,
-            fetch_offset: p.fetch_offset,
-            max_bytes: p.max_bytes,
-            current_leader_epoch: p.current_leader_epoch,
-        }
-    }
-}
-
-fn to_session(w: &Want) -> SessionPartition {
-    SessionPartition {
-        topic: w.topic.clone(),
-        topic_id: w.topic_id,
-        partition: w.partition,
-        fetch_offset: w.fetch_offset,
-        max_bytes: w.max_bytes,
-        current_leader_epoch: w.current_leader_epoch,
-        sent_high_watermark: None,
-        sent_log_start_offset: None,
-    }
-}
-
 /// Resolves topic names from ids (v13+) and lists the partitions the request names.
 fn requested(ctx: &Ctx<'_>, req: &FetchRequest) -> Vec<Want> {
     let by_id = ctx.version >= 13;
@@ -167,6 +134,8 @@ fn requested(ctx: &Ctx<'_>, req: &FetchRequest) -> Vec<Want> {
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                sent_high_watermark: None,
+                sent_log_start_offset: None,
             });
         }
     }
@@ -294,7 +263,7 @@ pub(super) async fn handle(
         .open(
             (req.session_id, req.session_epoch),
             ctx.version >= 7,
-            request_wants.iter().map(to_session).collect(),
+            request_wants,
             &forgotten,
             now,
         );
@@ -309,7 +278,7 @@ pub(super) async fn handle(
             return (top_level_error(code), 0, Vec::new());
         }
     };
-    let wants: Vec<Want> = session_partitions.iter().map(Want::from).collect();
+    let wants = session_partitions;
 
     // Unknown topic ids are answered as such before authorization, as Kafka does.
     let follower = if ctx.version >= 15 {
@@ -442,7 +411,7 @@ pub(super) async fn handle(
         .fetch_sessions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .record_sent(session_id, incremental, &session_partitions, &sent);
+        .record_sent(session_id, incremental, &wants, &sent);
 
     let mut regions = Vec::new();
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
@@ -521,6 +490,8 @@ mod tests {
             fetch_offset,
             max_bytes: 1 << 20,
             current_leader_epoch,
+            sent_high_watermark: None,
+            sent_log_start_offset: None,
         }
     }
 
