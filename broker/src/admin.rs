@@ -21,13 +21,13 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     let mut parts = Vec::new();
     for t in broker.topics() {
         for p in &t.partitions {
-            if let Ok(o) = p.offsets() {
+            if let (Ok(o), Ok(size)) = (p.offsets(), p.size_bytes()) {
                 parts.push((
                     t.meta.name.clone(),
                     p.tp.partition,
                     o.log_start_offset,
                     o.log_end_offset,
-                    o.size_bytes,
+                    size,
                 ));
             }
         }

@@ -33,7 +33,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogD
             .enumerate()
             .filter(|(i, _)| wanted(&t.meta.name, *i as i32))
             .filter_map(|(i, p)| {
-                let size = p.offsets().ok()?.size_bytes;
+                let size = p.size_bytes().ok()?;
                 Some(
                     DescribeLogDirsPartition::default()
                         .with_partition_index(i as i32)

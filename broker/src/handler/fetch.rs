@@ -501,7 +501,6 @@ mod tests {
             high_watermark: hw,
             last_stable_offset: lso,
             log_end_offset: hw,
-            size_bytes: 0,
         })
     }
 

@@ -35,7 +35,6 @@ pub struct Offsets {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_end_offset: i64,
-    pub size_bytes: u64,
 }
 
 impl Offsets {
@@ -45,7 +44,6 @@ impl Offsets {
             high_watermark: log.high_watermark(),
             last_stable_offset: log.last_stable_offset(),
             log_end_offset: log.log_end_offset(),
-            size_bytes: log.size_bytes(),
         };
         debug_assert!(o.log_start_offset <= o.high_watermark, "{o:?}");
         debug_assert!(o.last_stable_offset <= o.high_watermark, "{o:?}");
@@ -61,6 +59,11 @@ pub struct Committed<'a> {
 }
 
 impl Partition {
+    /// The bytes of the partition's segments (summed over them: not for hot paths).
+    pub fn size_bytes(&self) -> Result<u64, log_store::Error> {
+        Ok(self.read_lock()?.size_bytes())
+    }
+
     /// The partition's offsets.
     pub fn offsets(&self) -> Result<Offsets, log_store::Error> {
         let log = self.read_lock()?;
