@@ -37,7 +37,6 @@
 
 pub mod actors;
 pub mod admin;
-pub mod alloc;
 pub mod background;
 pub mod batch;
 pub mod config;

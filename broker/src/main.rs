@@ -12,9 +12,6 @@ use sluice_broker::state::Broker;
 use sluice_broker::{admin, background, server};
 use tokio_util::sync::CancellationToken;
 
-#[global_allocator]
-static ALLOC: sluice_broker::alloc::GuardedAlloc = sluice_broker::alloc::GuardedAlloc;
-
 /// Sluice: a Kafka-compatible broker with built-in stream operators.
 ///
 /// With no subcommand, runs `sluice serve`: the broker on 127.0.0.1:9092 with data in
