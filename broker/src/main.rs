@@ -317,7 +317,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tasks.spawn(background::run(Arc::clone(&broker), shutdown.clone()));
     if let Some(txns) = broker.txns() {
         // Completes what a crash left unfinished, then aborts timed-out transactions.
-        tasks.spawn(Arc::clone(txns).run(Arc::clone(&broker), shutdown.clone()));
+        let txns = Arc::clone(txns);
+        tasks.spawn(async move { txns.start().await });
     }
     // Stored transforms resume once the coordinators are up.
     broker.start_transforms(shutdown.clone()).await;

@@ -497,11 +497,7 @@ async fn unfinished_transactions_are_settled_after_a_crash() -> TestResult {
         (0, 5),
         "the LSO is rebuilt from the log"
     );
-    c.broker
-        .txns()
-        .ok_or("no coordinator")?
-        .maintain(&c.broker, true)
-        .await;
+    c.broker.txns().ok_or("no coordinator")?.recover().await;
     let m = c.describe("ongoing").await?;
     assert_eq!(m.state, TxnState::CompleteAbort);
     assert_eq!(

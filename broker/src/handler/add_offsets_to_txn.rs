@@ -32,10 +32,8 @@ async fn add(ctx: &Ctx<'_>, req: &AddOffsetsToTxnRequest) -> Result<(), Response
     groups.ensure_topic(ctx.broker).await?;
     let partition = partition_for(&req.group_id.0, groups.shard_count());
     txns.add_partitions(
-        ctx.broker,
         &req.transactional_id.0,
-        req.producer_id.0,
-        req.producer_epoch,
+        (req.producer_id.0, req.producer_epoch),
         &[(OFFSETS_TOPIC.to_string(), partition)],
         ctx.version >= 2,
     )

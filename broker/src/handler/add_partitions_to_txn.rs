@@ -90,7 +90,10 @@ async fn add(
             .collect();
     }
     if verify_only {
-        return match txns.verify_partitions(id, producer_id, epoch, parts).await {
+        return match txns
+            .verify_partitions(id, (producer_id, epoch), parts)
+            .await
+        {
             Ok(found) => found
                 .into_iter()
                 .map(|ok| {
@@ -105,7 +108,7 @@ async fn add(
         };
     }
     match txns
-        .add_partitions(ctx.broker, id, producer_id, epoch, parts, ctx.version >= 2)
+        .add_partitions(id, (producer_id, epoch), parts, ctx.version >= 2)
         .await
     {
         Ok(()) => vec![0; parts.len()],

@@ -18,10 +18,8 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse 
         None => Err(ResponseError::CoordinatorNotAvailable),
         Some(txns) => {
             txns.end_txn(
-                ctx.broker,
                 &req.transactional_id.0,
-                req.producer_id.0,
-                req.producer_epoch,
+                (req.producer_id.0, req.producer_epoch),
                 req.committed,
                 ctx.version >= 2,
             )

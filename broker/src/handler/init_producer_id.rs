@@ -49,13 +49,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitPro
                 let expected =
                     (ctx.version >= 3).then_some((req.producer_id.0, req.producer_epoch));
                 match txns
-                    .init_producer_id(
-                        ctx.broker,
-                        &id,
-                        req.transaction_timeout_ms,
-                        expected,
-                        ctx.version >= 4,
-                    )
+                    .init_producer_id(&id, req.transaction_timeout_ms, expected, ctx.version >= 4)
                     .await
                 {
                     Ok((pid, epoch)) => response(None, pid, epoch),

@@ -66,7 +66,7 @@ impl Session {
             .txns()
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let producer = txns
-            .init_producer_id(broker, transactional_id, TRANSACTION_TIMEOUT_MS, None, true)
+            .init_producer_id(transactional_id, TRANSACTION_TIMEOUT_MS, None, true)
             .await?;
         Ok(Session {
             broker: Arc::clone(broker),
@@ -102,15 +102,8 @@ impl Session {
             partition_for(&self.group, groups.shard_count()),
         ));
         let id = self.transactional_id.clone();
-        txns.add_partitions(
-            broker,
-            &id,
-            self.producer.0,
-            self.producer.1,
-            &partitions,
-            true,
-        )
-        .await?;
+        txns.add_partitions(&id, self.producer, &partitions, true)
+            .await?;
         // One transactional write holds the transaction Ongoing from here until the outputs
         // and the offsets are written: a timeout abort cannot slip a marker in between.
         let write = TxnWrite::begin(txns, &id, self.producer, true).await?;
@@ -169,8 +162,7 @@ impl Session {
         offsets_written?;
         drop(write);
         crate::failpoint::hit("transform.commit.after_offsets");
-        txns.end_txn(broker, &id, self.producer.0, self.producer.1, true, true)
-            .await?;
+        txns.end_txn(&id, self.producer, true, true).await?;
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl TxnWrite {
         knows_fenced: bool,
     ) -> Result<TxnWrite, ResponseError> {
         let guard = txns
-            .begin_write(transactional_id, producer.0, producer.1, knows_fenced)
+            .begin_write(transactional_id, producer, knows_fenced)
             .await?;
         Ok(TxnWrite { guard, producer })
     }
