@@ -1,13 +1,12 @@
-//! The broker's shared state: config, the topic registry, fetch sessions, metrics.
+//! The broker's shared state: config, the partition registry, the coordinators, fetch sessions,
+//! metrics, security.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
-use kafka_protocol::error::ResponseError;
-use log_store::{Log, TopicPartition};
 use uuid::Uuid;
 
 use crate::actors::Actors;
@@ -15,30 +14,22 @@ use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
+use crate::partition::registry::Registry;
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIdManager;
-use crate::topic::{effective_config, validate_name, Topic, TopicMeta};
+use crate::topic::Topic;
 
-/// An error for one topic in an admin request: Kafka code and message.
-pub type TopicError = (ResponseError, String);
-
-#[derive(Default)]
-struct Topics {
-    by_name: HashMap<String, Arc<Topic>>,
-    by_id: HashMap<Uuid, String>,
-}
+pub use crate::partition::registry::TopicError;
 
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
-    topics: RwLock<Topics>,
-    /// Partition append actors and group coordinator shards, joined by [`Broker::shutdown`].
+    /// Topics and their partitions; creates and deletes them.
+    registry: Arc<Registry>,
+    /// Partition append actors and coordinator tasks, joined by [`Broker::shutdown`].
     pub(crate) actors: Actors,
     pub metrics: Metrics,
     pub fetch_sessions: Mutex<FetchSessionCache>,
-    /// Serialises topic creation, deletion and config changes so that the metadata files and
-    /// the registry always agree.
-    admin: tokio::sync::Mutex<()>,
     /// The group coordinator; set once at the end of [`Broker::open`], after the offsets topic
     /// (if any) was loaded.
     groups: OnceLock<GroupCoordinator>,
@@ -108,7 +99,14 @@ impl Broker {
             }
         }
         let producer_ids = ProducerIdManager::open(&dir)?;
+        let actors = Actors::new();
         let security = crate::security::Security::open(&config.security, &dir)?;
+        let registry = Registry::open(
+            dir.clone(),
+            config.log_defaults.clone(),
+            config.delete_topic_enable,
+            actors.clone(),
+        )?;
         let broker = Arc::new(Broker {
             security,
             producer_ids,
@@ -117,22 +115,14 @@ impl Broker {
                 config.max_incremental_fetch_session_cache_slots,
             )),
             cluster_id,
-            topics: RwLock::new(Topics::default()),
-            actors: Actors::new(),
-            admin: tokio::sync::Mutex::new(()),
+            registry,
+            actors,
             groups: OnceLock::new(),
             txns: OnceLock::new(),
             transforms: OnceLock::new(),
             lock: Mutex::new(Some(lock)),
             config,
         });
-        let metas = TopicMeta::load_all(&dir)?;
-        for meta in metas {
-            let topic = broker.open_topic(meta, false);
-            let mut t = broker.topics_write();
-            t.by_id.insert(topic.meta.id, topic.meta.name.clone());
-            t.by_name.insert(topic.meta.name.clone(), topic);
-        }
         let _ = broker.groups.set(GroupCoordinator::open(&broker));
         let _ = broker
             .txns
@@ -163,270 +153,57 @@ impl Broker {
         self.groups.get()
     }
 
-    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
-        self.topics.read().unwrap_or_else(|p| p.into_inner())
-    }
-    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, Topics> {
-        self.topics.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Opens (or creates) every partition log of a topic.
-    fn open_topic(&self, meta: TopicMeta, create: bool) -> Arc<Topic> {
-        let config = match effective_config(&self.config.log_defaults, &meta.configs) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(topic = %meta.name, error = %e, "invalid stored topic config; using broker defaults");
-                self.config.log_defaults.clone()
-            }
-        };
-        let now = now_ms();
-        let partitions = (0..meta.partitions)
-            .map(|p| {
-                self.open_partition(
-                    TopicPartition::new(meta.name.clone(), p),
-                    &config,
-                    create,
-                    now,
-                )
-            })
-            .collect();
-        Arc::new(Topic {
-            meta,
-            config,
-            partitions,
-        })
-    }
-
-    fn open_partition(
-        &self,
-        tp: TopicPartition,
-        config: &log_store::LogConfig,
-        create: bool,
-        now: i64,
-    ) -> Arc<Partition> {
-        let dir = self.config.data_dir.join(tp.dir_name());
-        let opened = if create || !dir.exists() {
-            Log::create(&self.config.data_dir, &tp, config.clone(), now)
-        } else {
-            Log::open(&dir, config.clone(), now)
-        };
-        match opened {
-            Ok((log, report)) => {
-                if report.truncated_bytes > 0 || report.segments_scanned > 0 {
-                    tracing::info!(partition = %tp, ?report, "recovered partition");
-                }
-                Partition::online(tp, log, &self.actors)
-            }
-            Err(e) => {
-                tracing::error!(partition = %tp, error = %e, "partition is offline: its log could not be opened");
-                Partition::offline(tp, e.to_string())
-            }
-        }
+    /// The partition registry (topics, partitions, create and delete).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics_read().by_name.get(name).cloned()
+        self.registry.topic(name)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
-        let t = self.topics_read();
-        t.by_id.get(id).and_then(|n| t.by_name.get(n)).cloned()
+        self.registry.topic_by_id(id)
     }
 
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut v: Vec<_> = self.topics_read().by_name.values().cloned().collect();
-        v.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-        v
+        self.registry.topics()
     }
 
     /// The partition, or UNKNOWN_TOPIC_OR_PARTITION.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        let t = self.topic(topic)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|p| t.partitions.get(p).cloned())
+        self.registry.partition(topic, partition)
     }
 
     /// Creates a topic (CreateTopics and auto-creation).
     pub async fn create_topic(
-        self: &Arc<Self>,
+        &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
-        validate_name(name).map_err(|e| (ResponseError::InvalidTopicException, e))?;
-        if partitions < 1 {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("number of partitions must be at least 1, not {partitions}"),
-            ));
-        }
-        if partitions > 100_000 {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("{partitions} partitions is more than this broker allows (100000)"),
-            ));
-        }
-        for k in configs.keys() {
-            if !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()) {
-                return Err((
-                    ResponseError::InvalidConfig,
-                    format!("unknown topic config {k:?}"),
-                ));
-            }
-        }
-        effective_config(&self.config.log_defaults, &configs)
-            .map_err(|e| (ResponseError::InvalidConfig, e))?;
-        let _guard = self.admin.lock().await;
-        if let Some(t) = self.topic(name) {
-            return Err((
-                ResponseError::TopicAlreadyExists,
-                format!("topic {:?} already exists", t.meta.name),
-            ));
-        }
-        let meta = TopicMeta {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            configs,
-        };
-        if validate_only {
-            return Ok(Arc::new(Topic {
-                config: effective_config(&self.config.log_defaults, &meta.configs)
-                    .map_err(|e| (ResponseError::InvalidConfig, e))?,
-                meta,
-                partitions: Vec::new(),
-            }));
-        }
-        let broker = Arc::clone(self);
-        let handle = tokio::runtime::Handle::current();
-        let topic = tokio::task::spawn_blocking(move || -> Result<Arc<Topic>, TopicError> {
-            let _rt = handle.enter();
-            meta.save(&broker.config.data_dir).map_err(|e| {
-                (
-                    ResponseError::KafkaStorageError,
-                    format!("cannot persist topic metadata: {e}"),
-                )
-            })?;
-            Ok(broker.open_topic(meta, true))
-        })
-        .await
-        .map_err(|e| (ResponseError::UnknownServerError, e.to_string()))??;
-        let mut t = self.topics_write();
-        t.by_id.insert(topic.meta.id, topic.meta.name.clone());
-        t.by_name
-            .insert(topic.meta.name.clone(), Arc::clone(&topic));
-        drop(t);
-        tracing::info!(topic = %name, partitions, "created topic");
-        Ok(topic)
+        self.registry
+            .create_topic(name, partitions, configs, validate_only)
+            .await
     }
 
-    /// Deletes a topic: its metadata first (atomic), then its partition directories, renamed
-    /// out of the way and removed in the background.
+    /// Deletes a topic: its metadata first (atomic), then its partition directories.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
-        if !self.config.delete_topic_enable {
-            return Err((
-                ResponseError::TopicDeletionDisabled,
-                "delete.topic.enable is false".into(),
-            ));
-        }
-        let _guard = self.admin.lock().await;
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
-        TopicMeta::remove(&self.config.data_dir, name).map_err(|e| {
-            (
-                ResponseError::KafkaStorageError,
-                format!("cannot remove topic metadata: {e}"),
-            )
-        })?;
-        {
-            let mut t = self.topics_write();
-            t.by_name.remove(name);
-            t.by_id.remove(&topic.meta.id);
-        }
-        let data_dir = self.config.data_dir.clone();
-        let id = topic.meta.id;
-        let dirs: Vec<_> = topic.partitions.iter().map(|p| p.tp.dir_name()).collect();
-        drop(topic);
-        // The directories move aside before the admin lock is released: a topic created
-        // again under the same name at once must not find them (or have its own new
-        // directories renamed away by a late rename). Only the removal runs in the background.
-        let mut moved = Vec::new();
-        for d in dirs {
-            let from = data_dir.join(&d);
-            let to = data_dir.join(format!("{d}.{}-delete", id.simple()));
-            match std::fs::rename(&from, &to) {
-                Ok(()) => moved.push(to),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(dir = %from.display(), error = %e, "cannot move a deleted partition aside")
-                }
-            }
-        }
-        tokio::task::spawn_blocking(move || {
-            for to in moved {
-                let _ = std::fs::remove_dir_all(&to);
-            }
-        });
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(id)
+        self.registry.delete_topic(name).await
     }
 
-    /// Replaces a topic's config overrides (AlterConfigs, IncrementalAlterConfigs); applied to
-    /// every partition at once.
+    /// Replaces a topic's config overrides (AlterConfigs, IncrementalAlterConfigs).
     pub async fn set_topic_configs(
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let _guard = self.admin.lock().await;
-        // As Kafka: an unknown topic is reported before anything about its configs.
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
-        for k in configs.keys() {
-            if !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()) {
-                return Err((
-                    ResponseError::InvalidConfig,
-                    format!("unknown topic config {k:?}"),
-                ));
-            }
-        }
-        let config = effective_config(&self.config.log_defaults, &configs)
-            .map_err(|e| (ResponseError::InvalidConfig, e))?;
-        if validate_only {
-            return Ok(());
-        }
-        let meta = TopicMeta {
-            configs,
-            ..topic.meta.clone()
-        };
-        meta.save(&self.config.data_dir).map_err(|e| {
-            (
-                ResponseError::KafkaStorageError,
-                format!("cannot persist topic metadata: {e}"),
-            )
-        })?;
-        for p in &topic.partitions {
-            p.set_config(config.clone());
-        }
-        let new = Arc::new(Topic {
-            meta,
-            config,
-            partitions: topic.partitions.clone(),
-        });
-        self.topics_write().by_name.insert(name.to_string(), new);
-        Ok(())
+        self.registry
+            .set_topic_configs(name, configs, validate_only)
+            .await
     }
 
     /// CreatePartitions: grows a topic to `count` partitions.
@@ -436,56 +213,9 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let _guard = self.admin.lock().await;
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
-        let current = topic.meta.partitions;
-        if count <= current {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("topic currently has {current} partitions, which is higher than or equal to the requested {count}"),
-            ));
-        }
-        if count > 100_000 {
-            return Err((
-                ResponseError::InvalidPartitions,
-                format!("{count} partitions is more than this broker allows (100000)"),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let meta = TopicMeta {
-            partitions: count,
-            ..topic.meta.clone()
-        };
-        meta.save(&self.config.data_dir).map_err(|e| {
-            (
-                ResponseError::KafkaStorageError,
-                format!("cannot persist topic metadata: {e}"),
-            )
-        })?;
-        let now = now_ms();
-        let mut partitions = topic.partitions.clone();
-        for p in current..count {
-            partitions.push(self.open_partition(
-                TopicPartition::new(name, p),
-                &topic.config,
-                true,
-                now,
-            ));
-        }
-        let new = Arc::new(Topic {
-            meta,
-            config: topic.config.clone(),
-            partitions,
-        });
-        self.topics_write().by_name.insert(name.to_string(), new);
-        Ok(())
+        self.registry
+            .create_partitions(name, count, validate_only)
+            .await
     }
 
     /// Clean shutdown, after the listeners, transforms and background tasks have ended: stops
@@ -504,7 +234,7 @@ impl Broker {
     /// flushing or writing checkpoints. For tests that reopen a data dir as after a kill.
     pub async fn abandon(&self) {
         self.actors.stop_and_join().await;
-        self.topics_write().by_name.clear();
+        self.registry.clear();
         self.release_lock();
     }
 
@@ -514,16 +244,6 @@ impl Broker {
 
     /// Flushes and closes every log. Call once the actors are stopped ([`Broker::shutdown`]).
     fn close_all(&self) {
-        let topics: Vec<_> = self
-            .topics_write()
-            .by_name
-            .drain()
-            .map(|(_, t)| t)
-            .collect();
-        for t in topics {
-            for p in &t.partitions {
-                p.close();
-            }
-        }
+        self.registry.close_all();
     }
 }

@@ -8,6 +8,7 @@
 //! - [`actor`]: the append actor (group commit: one fsync per round of appends).
 //! - [`read`]: fetch reads, offset lookups and the replay of a partition's committed log.
 //! - [`maintenance`]: retention, scheduled flushes, checkpoints, compaction, clean close.
+//! - [`registry`]: every topic's partitions; creates, deletes and reconfigures topics.
 //!
 //! Each partition has its own append signal ([`Partition::subscribe`]): a long-polling fetch or
 //! a transform task waits on the partitions it reads, so an append wakes only them.
@@ -15,6 +16,7 @@
 pub mod actor;
 mod maintenance;
 mod read;
+pub mod registry;
 mod signal;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

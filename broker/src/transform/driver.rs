@@ -1,7 +1,9 @@
 //! The sans-IO part of a transform task's loop: the upstream-watermark protocol between the
-//! stages of a pipeline, and the commit cadence. `task.rs` keeps the reads, the writes and the
-//! commits; what to broadcast, what to record in the changelog and when to commit are decided
-//! here, from values passed in (no clock, no broker).
+//! stages of a pipeline, the routing of a round's output (records to their topic partitions,
+//! state changes to the changelog), the at-least-once bookkeeping and the commit cadence.
+//! `task.rs` keeps the reads, the writes and the commits; what to broadcast, what to record in
+//! the changelog, what to write and when to commit are decided here, from values passed in (no
+//! clock, no broker).
 //!
 //! Watermarks travel through repartition topics as records with the [`WATERMARK_HEADER`]
 //! header (`"<partition>:<event time>"`), one to every partition of the next stage's input. A
@@ -13,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use operators::OutRecord;
+use operators::{OutRecord, Output};
 
 /// The header that marks a watermark record in a repartition topic.
 pub const WATERMARK_HEADER: &str = "__sluice-watermark";
@@ -207,6 +209,192 @@ impl Cadence {
     }
 }
 
+/// One record to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Records to write by topic and partition, in order.
+pub type Outputs = BTreeMap<(String, i32), Vec<Outgoing>>;
+
+/// State entries (changelog key to value, `None` a tombstone), latest per key.
+pub type StateEntries = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The partition a routed record goes to: its own, else by key (the Java client's murmur2
+/// partitioner), else the task's partition modulo the topic's partition count.
+pub fn partition_for(out: &OutRecord, partitions: u32, fallback: i32) -> i32 {
+    if let Some(p) = out.partition {
+        return p;
+    }
+    let n = partitions.max(1);
+    match &out.key {
+        Some(k) => sluice_clients::partitioner::partition_for_key(k, n),
+        None => fallback.rem_euclid(n as i32),
+    }
+}
+
+/// What a task has produced since its last commit, and what that commit will cover.
+///
+/// Exactly-once: everything waits for the commit, which writes it in the commit's
+/// transaction. At-least-once: outputs are taken as they come ([`Pending::take_flush`]) and
+/// only the input offsets wait for the commit; the state entries they carried are remembered
+/// for the local store, which is updated only once they are committed.
+#[derive(Debug)]
+pub struct Pending {
+    /// The task's partition (also the changelog partition it writes).
+    partition: i32,
+    changelog: Option<String>,
+    exactly_once: bool,
+    /// Whether state entries are remembered for a local store.
+    keeps_store: bool,
+    outputs: Outputs,
+    /// Output records (changelog entries excluded) waiting for a write or the commit.
+    records: usize,
+    /// At-least-once: state entries already written since the last commit.
+    flushed_state: StateEntries,
+    /// Input was consumed (records, markers, watermarks) since the last commit.
+    consumed: bool,
+}
+
+/// What a successful commit made visible.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Output records (for the task's counters).
+    pub records: usize,
+    /// The state entries committed, for the local store (empty without one).
+    pub state: StateEntries,
+}
+
+impl Pending {
+    pub fn new(
+        partition: i32,
+        changelog: Option<String>,
+        exactly_once: bool,
+        keeps_store: bool,
+    ) -> Self {
+        Pending {
+            partition,
+            changelog,
+            exactly_once,
+            keeps_store,
+            outputs: Outputs::new(),
+            records: 0,
+            flushed_state: StateEntries::new(),
+            consumed: false,
+        }
+    }
+
+    /// Input was consumed: the next commit has an offset to record.
+    pub fn consumed(&mut self) {
+        self.consumed = true;
+    }
+
+    /// Routes a round's output: records to their topic partitions (`partitions` gives a
+    /// topic's partition count, `None` when it does not exist), state changes to the
+    /// changelog partition stamped `now`, in order.
+    pub fn route(
+        &mut self,
+        out: &mut Output,
+        partitions: impl Fn(&str) -> Option<u32>,
+        now: i64,
+    ) -> Result<(), String> {
+        for r in out.records.drain(..) {
+            let count = match r.partition {
+                Some(_) => 1,
+                None => partitions(&r.topic)
+                    .ok_or_else(|| format!("output topic {} does not exist", r.topic))?,
+            };
+            let p = partition_for(&r, count, self.partition);
+            self.outputs
+                .entry((r.topic, p))
+                .or_default()
+                .push(Outgoing {
+                    key: r.key,
+                    value: r.value,
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                });
+            self.records += 1;
+        }
+        let Some(changelog) = &self.changelog else {
+            out.changelog.clear();
+            return Ok(());
+        };
+        for (k, v) in out.changelog.drain(..) {
+            self.outputs
+                .entry((changelog.clone(), self.partition))
+                .or_default()
+                .push(Outgoing {
+                    key: Some(k),
+                    value: v,
+                    timestamp: now,
+                    headers: Vec::new(),
+                });
+        }
+        Ok(())
+    }
+
+    /// At-least-once: the outputs to write now, with their record count; `None` under
+    /// exactly-once or when nothing waits.
+    pub fn take_flush(&mut self) -> Option<(Outputs, usize)> {
+        if self.exactly_once || self.outputs.is_empty() {
+            return None;
+        }
+        let outputs = std::mem::take(&mut self.outputs);
+        if self.keeps_store {
+            self.flushed_state.extend(self.state_in(&outputs));
+        }
+        Some((outputs, std::mem::take(&mut self.records)))
+    }
+
+    /// The state entries among `outputs` (the changelog partition's records), in order.
+    fn state_in(&self, outputs: &Outputs) -> StateEntries {
+        let Some(changelog) = &self.changelog else {
+            return StateEntries::new();
+        };
+        outputs
+            .get(&(changelog.clone(), self.partition))
+            .into_iter()
+            .flatten()
+            .filter_map(|o| Some((o.key.clone()?, o.value.clone())))
+            .collect()
+    }
+
+    /// Whether a commit is due now, `since_commit` after the last one.
+    pub fn commit_due(&self, cadence: &Cadence, since_commit: Duration) -> bool {
+        cadence.commit_due(self.consumed, since_commit, self.records)
+    }
+
+    /// How long an idle task waits for an append.
+    pub fn idle_wait(&self, cadence: &Cadence, since_commit: Duration) -> Duration {
+        cadence.idle_wait(self.consumed, since_commit)
+    }
+
+    /// The outputs the commit writes in its transaction: everything routed under
+    /// exactly-once; nothing under at-least-once (the flushes wrote it).
+    pub fn outputs(&self) -> &Outputs {
+        &self.outputs
+    }
+
+    /// The commit succeeded: what it made visible; everything starts over empty.
+    pub fn committed(&mut self) -> Committed {
+        let mut state = std::mem::take(&mut self.flushed_state);
+        if self.keeps_store {
+            state.extend(self.state_in(&self.outputs));
+        }
+        self.outputs.clear();
+        self.consumed = false;
+        Committed {
+            records: std::mem::take(&mut self.records),
+            state,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +493,101 @@ mod tests {
         assert!(c.commit_due(true, ms(1), MAX_PENDING_RECORDS));
         assert_eq!(c.idle_wait(true, ms(30)), ms(70));
         assert_eq!(c.idle_wait(false, ms(30)), ms(500));
+    }
+
+    fn out_record(topic: &str, key: Option<&[u8]>, value: &[u8]) -> OutRecord {
+        OutRecord {
+            topic: topic.to_string(),
+            key: key.map(<[u8]>::to_vec),
+            value: Some(value.to_vec()),
+            timestamp: 5,
+            headers: Vec::new(),
+            partition: None,
+        }
+    }
+
+    fn counts(topic: &str) -> Option<u32> {
+        (topic == "out").then_some(4)
+    }
+
+    #[test]
+    fn exactly_once_holds_everything_for_the_commit() {
+        let mut p = Pending::new(1, Some("cl".into()), true, true);
+        let mut out = Output::default();
+        out.records.push(out_record("out", None, b"v"));
+        out.changelog.push((b"k".to_vec(), Some(b"s".to_vec())));
+        p.route(&mut out, counts, 9).unwrap();
+        assert!(out.records.is_empty() && out.changelog.is_empty());
+        assert_eq!(p.take_flush(), None, "nothing is written before the commit");
+        assert!(
+            !p.commit_due(
+                &Cadence {
+                    interval: Duration::ZERO
+                },
+                Duration::ZERO
+            ),
+            "nothing consumed"
+        );
+        p.consumed();
+        assert!(p.commit_due(
+            &Cadence {
+                interval: Duration::ZERO
+            },
+            Duration::ZERO
+        ));
+        let o = p.outputs();
+        assert_eq!(
+            o[&("out".to_string(), 1)].len(),
+            1,
+            "no key: the task's partition"
+        );
+        assert_eq!(
+            o[&("cl".to_string(), 1)][0].timestamp,
+            9,
+            "state changes stamped now"
+        );
+        let c = p.committed();
+        assert_eq!(c.records, 1, "changelog entries are not output records");
+        assert_eq!(
+            c.state,
+            StateEntries::from([(b"k".to_vec(), Some(b"s".to_vec()))])
+        );
+        assert!(p.outputs().is_empty());
+    }
+
+    #[test]
+    fn at_least_once_flushes_outputs_and_commits_state_after() {
+        let mut p = Pending::new(0, Some("cl".into()), false, true);
+        let mut out = Output::default();
+        out.records.push(out_record("out", Some(b"key"), b"v"));
+        out.changelog.push((b"a".to_vec(), Some(b"1".to_vec())));
+        p.route(&mut out, counts, 0).unwrap();
+        let (flushed, n) = p.take_flush().expect("written as produced");
+        assert_eq!(n, 1);
+        let keyed = sluice_clients::partitioner::partition_for_key(b"key", 4);
+        assert!(
+            flushed.contains_key(&("out".to_string(), keyed)),
+            "keyed records by murmur2"
+        );
+        out.changelog.push((b"a".to_vec(), None));
+        p.route(&mut out, counts, 0).unwrap();
+        assert!(p.take_flush().is_some());
+        assert!(p.outputs().is_empty(), "the commit writes nothing itself");
+        let c = p.committed();
+        assert_eq!(c.records, 0, "counted when flushed");
+        assert_eq!(
+            c.state,
+            StateEntries::from([(b"a".to_vec(), None)]),
+            "the latest entry per key"
+        );
+    }
+
+    #[test]
+    fn routing_to_a_missing_topic_is_an_error() {
+        let mut p = Pending::new(0, None, true, false);
+        let mut out = Output::default();
+        out.records.push(out_record("nope", None, b"v"));
+        out.changelog.push((b"k".to_vec(), None));
+        assert!(p.route(&mut out, counts, 0).is_err());
     }
 }

@@ -3,7 +3,6 @@
 //! through the same coordinator, partition actors and group shards that Kafka clients use.
 //! Nothing crosses the network.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,17 +13,7 @@ use crate::group::{partition_for, OFFSETS_TOPIC};
 use crate::state::{now_ms, Broker};
 use crate::txn::write::TxnWrite;
 
-/// One record to write.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub timestamp: i64,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-/// Records to write by topic and partition, in order.
-pub type Outputs = BTreeMap<(String, i32), Vec<Outgoing>>;
+pub use super::driver::{Outgoing, Outputs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {

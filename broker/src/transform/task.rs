@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use operators::{OutRecord, Output, Side, StageSpec, StageTask, TransformSpec};
+use operators::{Output, Side, StageSpec, StageTask, TransformSpec};
 use sluice_clients::records::ConsumerRecord;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::{parse_watermark, Broadcast, Cadence, Upstream, RUNTIME_KEY_TAG};
+use super::driver::{parse_watermark, Broadcast, Cadence, Pending, Upstream, RUNTIME_KEY_TAG};
 use super::reader::PartitionReader;
-use super::session::{commit_plain, committed_offset, write_plain, Outgoing, Outputs, Session};
+use super::session::{commit_plain, committed_offset, write_plain, Session};
 use super::store::{self, Checkpoint, LocalStore, StoreError};
 use crate::partition::AppendWatch;
 
@@ -217,20 +217,6 @@ async fn read_chunk(
     .map_err(|e| e.to_string())?
 }
 
-fn partition_of(broker: &Broker, out: &OutRecord, fallback: i32) -> Result<i32, String> {
-    if let Some(p) = out.partition {
-        return Ok(p);
-    }
-    let topic = broker
-        .topic(&out.topic)
-        .ok_or_else(|| format!("output topic {} does not exist", out.topic))?;
-    let n = topic.partitions.len().max(1) as u32;
-    Ok(match &out.key {
-        Some(k) => sluice_clients::partitioner::partition_for_key(k, n),
-        None => fallback.rem_euclid(n as i32),
-    })
-}
-
 /// The changelog topic's id and end offset.
 fn changelog_position(
     broker: &Broker,
@@ -367,6 +353,34 @@ async fn checkpoint_store(
     .await
 }
 
+/// A task between its start and the end of a run: its session, operators, readers and
+/// what it has produced since its last commit.
+struct Running<'a> {
+    broker: &'a Arc<Broker>,
+    spec: &'a TransformSpec,
+    stage: &'a StageSpec,
+    partition: i32,
+    status: &'a TaskStatus,
+    store: Option<&'a Store>,
+    group: String,
+    session: Session,
+    task: StageTask,
+    upstream: Upstream,
+    /// The watermark this stage passes downstream.
+    broadcast: Broadcast,
+    /// The repartition topic this stage writes to and its partition count.
+    repartition: Option<(String, i32)>,
+    /// Tables of stream-table joins: every partition, from the start, kept up to date.
+    tables: Vec<(String, PartitionReader)>,
+    input: Option<PartitionReader>,
+    /// The other stream of a stream-stream join.
+    other: Option<PartitionReader>,
+    appended: AppendWatch,
+    pending: Pending,
+    cadence: Cadence,
+    last_commit: tokio::time::Instant,
+}
+
 async fn run_once(
     broker: &Arc<Broker>,
     spec: &Arc<TransformSpec>,
@@ -377,325 +391,358 @@ async fn run_once(
     store: Option<&Store>,
 ) -> Ended {
     status.started.store(false, Ordering::Relaxed);
-    let group = group_id(&spec.name);
-    let id = transactional_id(&spec.name, stage.index, partition);
-    let mut session = match Session::open(broker, &id, &group).await {
-        Ok(s) => s,
-        Err(e) => return Ended::Failed(format!("cannot open the task's transaction session: {e}")),
+    let mut running = match Running::start(broker, spec, stage, partition, status, store).await {
+        Ok(r) => r,
+        Err(ended) => return ended,
     };
-    let mut task = match StageTask::new(spec, stage.index, partition) {
-        Ok(t) => t,
-        Err(e) => return Ended::Stopped(e.to_string()),
-    };
-    let mut upstream = Upstream::default();
-    if stage.index > 0 {
-        task.set_watermark_from_records(false);
-        // The stage reads a repartition topic that every partition of the previous stage's
-        // input writes to.
-        let prev = spec
-            .stages()
-            .into_iter()
-            .find(|s| s.index + 1 == stage.index);
-        upstream = Upstream::new(
-            prev.and_then(|s| broker.topic(&s.input_topic))
-                .map_or(0, |t| t.partitions.len()),
-        );
-    }
-    // State: the local store's entries, then the changelog after its checkpoint (committed
-    // entries only); the whole changelog when there is no usable checkpoint.
-    if let Some(changelog) = &stage.changelog_topic {
-        match restore(
-            broker,
-            changelog,
-            partition,
-            store,
-            &mut task,
-            &mut upstream,
-        )
-        .await
-        {
-            Ok((restored, replayed)) => {
-                status.restored_entries.store(restored, Ordering::Relaxed);
-                status.replayed_records.store(replayed, Ordering::Relaxed);
-            }
-            Err(e) => return Ended::Failed(e),
-        }
-    }
-    upstream.restored();
-    let repartition = match &stage.output {
-        operators::StageOutput::Repartition(t) => Some((
-            t.clone(),
-            broker.topic(t).map_or(0, |t| t.partitions.len() as i32),
-        )),
-        operators::StageOutput::Sink => None,
-    };
-    // The watermark this stage passes downstream.
-    let mut broadcast = Broadcast::default();
-    // Tables of stream-table joins: every partition, from the start, kept up to date.
-    let mut tables: Vec<(String, PartitionReader)> = Vec::new();
-    for t in &stage.tables {
-        let count = broker.topic(t).map_or(0, |t| t.partitions.len());
-        for p in 0..count {
-            tables.push((t.clone(), PartitionReader::new(t.clone(), p as i32, 0)));
-        }
-    }
-    let start = match committed_offset(broker, &group, &stage.input_topic, partition).await {
-        Ok(o) => o.unwrap_or(0),
-        Err(e) => return Ended::Failed(format!("cannot read the committed offset: {e}")),
-    };
-    status.committed_offset.store(start, Ordering::Relaxed);
-    status
-        .state_entries
-        .store(task.state_len() as u64, Ordering::Relaxed);
-    status.set_error(None);
-    let mut input = Some(PartitionReader::new(
-        stage.input_topic.clone(),
-        partition,
-        start,
-    ));
-    let mut other = stage
-        .stream_join
-        .as_ref()
-        .map(|s| PartitionReader::new(s.clone(), partition, 0));
-    if let Some(o) = other.as_mut() {
-        match committed_offset(broker, &group, &o.topic, partition).await {
-            Ok(v) => o.offset = v.unwrap_or(0),
-            Err(e) => return Ended::Failed(format!("cannot read the committed offset: {e}")),
-        }
-    }
-    let cadence = Cadence {
-        interval: Duration::from_millis(spec.commit_interval_ms.max(1)),
-    };
-    let mut appended = {
-        let mut read: Vec<(&str, i32)> = vec![(&stage.input_topic, partition)];
-        read.extend(other.as_ref().map(|o| (o.topic.as_str(), partition)));
-        read.extend(tables.iter().map(|(t, r)| (t.as_str(), r.partition)));
-        let parts: Vec<_> = read
-            .into_iter()
-            .filter_map(|(t, p)| broker.partition(t, p))
-            .collect();
-        AppendWatch::new(parts.iter().map(Some))
-    };
-    let mut out = Output::default();
-    let mut outputs: Outputs = Default::default();
-    let mut pending = 0usize;
-    // At-least-once: changelog entries written since the last commit (for the local store).
-    let mut written_state: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
-        Default::default();
-    let mut consumed = false;
-    let mut last_commit = tokio::time::Instant::now();
     loop {
         if cancel.is_cancelled() {
             return Ended::Cancelled;
         }
-        let _ = appended.mark_seen();
-        // Tables first, so stream records see every table update committed before them.
-        for (name, reader) in tables.iter_mut() {
-            loop {
-                let r = std::mem::replace(reader, PartitionReader::new(name.clone(), 0, 0));
-                match read_chunk(broker, r).await {
-                    Ok((r, polled)) => {
-                        *reader = r;
-                        for rec in &polled.records {
-                            if let Some(k) = &rec.key {
-                                task.table_update(name, k, rec.value.as_deref());
-                            }
-                        }
-                        if polled.records.is_empty() {
-                            break;
-                        }
-                    }
-                    Err(e) => return Ended::Failed(format!("cannot read table {name}: {e}")),
-                }
+        let got = match running.round().await {
+            Ok(got) => got,
+            Err(ended) => return ended,
+        };
+        if got == 0 {
+            running.sync_store_if_due().await;
+            let wait = running
+                .pending
+                .idle_wait(&running.cadence, running.last_commit.elapsed());
+            tokio::select! {
+                _ = cancel.cancelled() => return Ended::Cancelled,
+                _ = running.appended.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+impl<'a> Running<'a> {
+    /// Opens the session (fencing earlier incarnations), restores the state and finds the
+    /// committed input offsets.
+    async fn start(
+        broker: &'a Arc<Broker>,
+        spec: &'a TransformSpec,
+        stage: &'a StageSpec,
+        partition: i32,
+        status: &'a TaskStatus,
+        store: Option<&'a Store>,
+    ) -> Result<Running<'a>, Ended> {
+        let group = group_id(&spec.name);
+        let id = transactional_id(&spec.name, stage.index, partition);
+        let session = Session::open(broker, &id, &group).await.map_err(|e| {
+            Ended::Failed(format!("cannot open the task's transaction session: {e}"))
+        })?;
+        let mut task = StageTask::new(spec, stage.index, partition)
+            .map_err(|e| Ended::Stopped(e.to_string()))?;
+        let mut upstream = Upstream::default();
+        if stage.index > 0 {
+            task.set_watermark_from_records(false);
+            // The stage reads a repartition topic that every partition of the previous stage's
+            // input writes to.
+            let prev = spec
+                .stages()
+                .into_iter()
+                .find(|s| s.index + 1 == stage.index);
+            upstream = Upstream::new(
+                prev.and_then(|s| broker.topic(&s.input_topic))
+                    .map_or(0, |t| t.partitions.len()),
+            );
+        }
+        // State: the local store's entries, then the changelog after its checkpoint (committed
+        // entries only); the whole changelog when there is no usable checkpoint.
+        if let Some(changelog) = &stage.changelog_topic {
+            let (restored, replayed) = restore(
+                broker,
+                changelog,
+                partition,
+                store,
+                &mut task,
+                &mut upstream,
+            )
+            .await
+            .map_err(Ended::Failed)?;
+            status.restored_entries.store(restored, Ordering::Relaxed);
+            status.replayed_records.store(replayed, Ordering::Relaxed);
+        }
+        upstream.restored();
+        let repartition = match &stage.output {
+            operators::StageOutput::Repartition(t) => Some((
+                t.clone(),
+                broker.topic(t).map_or(0, |t| t.partitions.len() as i32),
+            )),
+            operators::StageOutput::Sink => None,
+        };
+        let mut tables: Vec<(String, PartitionReader)> = Vec::new();
+        for t in &stage.tables {
+            let count = broker.topic(t).map_or(0, |t| t.partitions.len());
+            for p in 0..count {
+                tables.push((t.clone(), PartitionReader::new(t.clone(), p as i32, 0)));
+            }
+        }
+        let committed = |topic: String| {
+            let group = group.clone();
+            async move {
+                committed_offset(broker, &group, &topic, partition)
+                    .await
+                    .map(|o| o.unwrap_or(0))
+                    .map_err(|e| Ended::Failed(format!("cannot read the committed offset: {e}")))
+            }
+        };
+        let start = committed(stage.input_topic.clone()).await?;
+        status.committed_offset.store(start, Ordering::Relaxed);
+        status
+            .state_entries
+            .store(task.state_len() as u64, Ordering::Relaxed);
+        status.set_error(None);
+        let input = PartitionReader::new(stage.input_topic.clone(), partition, start);
+        let mut other = None;
+        if let Some(topic) = &stage.stream_join {
+            let from = committed(topic.clone()).await?;
+            other = Some(PartitionReader::new(topic.clone(), partition, from));
+        }
+        let appended = {
+            let mut read: Vec<(&str, i32)> = vec![(&stage.input_topic, partition)];
+            read.extend(
+                other
+                    .as_ref()
+                    .map(|o: &PartitionReader| (o.topic.as_str(), partition)),
+            );
+            read.extend(tables.iter().map(|(t, r)| (t.as_str(), r.partition)));
+            let parts: Vec<_> = read
+                .into_iter()
+                .filter_map(|(t, p)| broker.partition(t, p))
+                .collect();
+            AppendWatch::new(parts.iter().map(Some))
+        };
+        let pending = Pending::new(
+            partition,
+            stage.changelog_topic.clone(),
+            spec.exactly_once,
+            store.is_some(),
+        );
+        Ok(Running {
+            broker,
+            spec,
+            stage,
+            partition,
+            status,
+            store,
+            group,
+            session,
+            task,
+            upstream,
+            broadcast: Broadcast::default(),
+            repartition,
+            tables,
+            input: Some(input),
+            other,
+            appended,
+            pending,
+            cadence: Cadence {
+                interval: Duration::from_millis(spec.commit_interval_ms.max(1)),
+            },
+            last_commit: tokio::time::Instant::now(),
+        })
+    }
+
+    /// One round: tables, then the inputs through the operators, the output routed and (at
+    /// least once) written, and a commit if one is due. Returns the records read.
+    async fn round(&mut self) -> Result<usize, Ended> {
+        let _ = self.appended.mark_seen();
+        self.read_tables().await?;
+        let mut out = Output::default();
         let mut got = 0usize;
         for side in [Side::Left, Side::Right] {
-            let slot = match side {
-                Side::Left => &mut input,
-                Side::Right => &mut other,
-            };
-            let Some(reader) = slot.take() else { continue };
-            let before = reader.offset;
-            let (reader, polled) = match read_chunk(broker, reader).await {
-                Ok(x) => x,
-                Err(e) => return Ended::Failed(format!("cannot read the input: {e}")),
-            };
-            if side == Side::Left {
-                status
-                    .input_end
-                    .store(polled.last_stable_offset, Ordering::Relaxed);
-                status.started.store(true, Ordering::Relaxed);
-            }
-            // Markers and aborted records move the position too: commit it, or the lag
-            // would never reach 0.
-            consumed |= reader.offset > before;
-            *slot = Some(reader);
-            got += polled.records.len();
-            for rec in polled.records {
-                if stage.index > 0 && side == Side::Left {
-                    let wm = rec
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k == WATERMARK_HEADER)
-                        .map(|(_, v)| v.as_deref().and_then(parse_watermark));
-                    if let Some(wm) = wm {
-                        let Some((p, ts)) = wm else {
-                            return Ended::Failed("malformed watermark record".into());
-                        };
-                        let step = upstream.observe(p, ts);
-                        if let Some((key, value)) = step.changelog {
-                            out.changelog.push((key, Some(value)));
-                        }
-                        if let Some(combined) = step.advance_to {
-                            if let Err(e) = task.advance_watermark(combined, &mut out) {
-                                return Ended::Stopped(format!("watermark {combined}: {e}"));
-                            }
-                        }
-                        consumed = true;
-                        continue;
-                    }
-                }
-                if spec.input.time.is_none() && stage.index == 0 && !task.is_stateful() {
-                    broadcast.observe_input(rec.timestamp_ms);
-                }
-                let rec = to_record(rec);
-                if let Err(e) = task.process(side, &rec, &mut out) {
-                    return Ended::Stopped(format!(
-                        "record {}-{}@{}: {e}",
-                        stage.input_topic, rec.partition, rec.offset
-                    ));
-                }
-                consumed = true;
-            }
+            got += self.read_side(side, &mut out).await?;
         }
-        status.records_in.fetch_add(got as u64, Ordering::Relaxed);
-        if let Some((topic, count)) = &repartition {
-            let stateful = task.is_stateful().then(|| task.output_watermark());
-            let upstream_applied = (stage.index > 0).then(|| upstream.applied());
-            let marks = broadcast.round(
+        self.status
+            .records_in
+            .fetch_add(got as u64, Ordering::Relaxed);
+        if let Some((topic, count)) = &self.repartition {
+            let stateful = self
+                .task
+                .is_stateful()
+                .then(|| self.task.output_watermark());
+            let upstream_applied = (self.stage.index > 0).then(|| self.upstream.applied());
+            let marks = self.broadcast.round(
                 (topic, *count),
-                partition,
+                self.partition,
                 stateful,
                 upstream_applied,
                 &out.records,
             );
             out.records.extend(marks);
         }
-        for r in out.records.drain(..) {
-            let p = match partition_of(broker, &r, partition) {
-                Ok(p) => p,
-                Err(e) => return Ended::Failed(e),
-            };
-            outputs.entry((r.topic, p)).or_default().push(Outgoing {
-                key: r.key,
-                value: r.value,
-                timestamp: r.timestamp,
-                headers: r.headers,
-            });
-            pending += 1;
-        }
-        if let Some(changelog) = &stage.changelog_topic {
-            let now = now_ms();
-            for (k, v) in out.changelog.drain(..) {
-                outputs
-                    .entry((changelog.clone(), partition))
-                    .or_default()
-                    .push(Outgoing {
-                        key: Some(k),
-                        value: v,
-                        timestamp: now,
-                        headers: Vec::new(),
-                    });
-            }
-        } else {
-            out.changelog.clear();
-        }
-        if !spec.exactly_once && !outputs.is_empty() {
+        let broker = self.broker;
+        let partitions = |t: &str| broker.topic(t).map(|t| t.partitions.len() as u32);
+        self.pending
+            .route(&mut out, partitions, now_ms())
+            .map_err(Ended::Failed)?;
+        if let Some((outputs, records)) = self.pending.take_flush() {
             // At-least-once: outputs go out as they are produced; offsets follow each interval.
-            if let (Some(changelog), Some(_)) = (&stage.changelog_topic, store) {
-                for o in outputs
-                    .get(&(changelog.clone(), partition))
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(k) = &o.key {
-                        written_state.insert(k.clone(), o.value.clone());
-                    }
-                }
-            }
-            if let Err(e) = write_plain(broker, &outputs).await {
-                return Ended::Failed(format!("write failed: {e}"));
-            }
-            status
+            write_plain(self.broker, &outputs)
+                .await
+                .map_err(|e| Ended::Failed(format!("write failed: {e}")))?;
+            self.status
                 .records_out
-                .fetch_add(pending as u64, Ordering::Relaxed);
-            outputs.clear();
-            pending = 0;
+                .fetch_add(records as u64, Ordering::Relaxed);
         }
-        if cadence.commit_due(consumed, last_commit.elapsed(), pending) {
-            let mut offsets = Vec::with_capacity(2);
-            for r in [&input, &other].into_iter().flatten() {
-                offsets.push((r.topic.clone(), partition, r.offset));
-            }
-            let committed = if spec.exactly_once {
-                session.commit(&outputs, &offsets).await
-            } else {
-                commit_plain(broker, &group, &offsets).await
-            };
-            if let Err(e) = committed {
-                return Ended::Failed(format!("commit failed: {e}"));
-            }
-            if let (Some(changelog), Some(store)) = (&stage.changelog_topic, store) {
-                // The committed state goes to the local store, checkpointed at the changelog's
-                // end: this task is the partition's only writer, so everything below it is
-                // committed state the store now holds.
-                let mut entries = std::mem::take(&mut written_state);
-                for o in outputs
-                    .get(&(changelog.clone(), partition))
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(k) = &o.key {
-                        entries.insert(k.clone(), o.value.clone());
+        if self
+            .pending
+            .commit_due(&self.cadence, self.last_commit.elapsed())
+        {
+            self.commit().await?;
+        }
+        Ok(got)
+    }
+
+    /// Brings every table partition up to date.
+    async fn read_tables(&mut self) -> Result<(), Ended> {
+        for (name, reader) in self.tables.iter_mut() {
+            loop {
+                let r = std::mem::replace(reader, PartitionReader::new(name.clone(), 0, 0));
+                let (r, polled) = read_chunk(self.broker, r)
+                    .await
+                    .map_err(|e| Ended::Failed(format!("cannot read table {name}: {e}")))?;
+                *reader = r;
+                for rec in &polled.records {
+                    if let Some(k) = &rec.key {
+                        self.task.table_update(name, k, rec.value.as_deref());
                     }
                 }
-                if let Err(e) = checkpoint_store(broker, changelog, partition, store, entries).await
-                {
-                    // The changelog has the state; the next start replays more of it.
-                    tracing::warn!(transform = %spec.name, error = %e, "cannot update the local state store");
+                if polled.records.is_empty() {
+                    break;
                 }
             }
-            status.commits.fetch_add(1, Ordering::Relaxed);
-            status
-                .records_out
-                .fetch_add(pending as u64, Ordering::Relaxed);
-            if let Some(r) = &input {
-                status.committed_offset.store(r.offset, Ordering::Relaxed);
-            }
-            status
-                .state_entries
-                .store(task.state_len() as u64, Ordering::Relaxed);
-            status.last_commit_ms.store(now_ms(), Ordering::Relaxed);
-            outputs.clear();
-            pending = 0;
-            consumed = false;
-            last_commit = tokio::time::Instant::now();
         }
-        if got == 0 {
-            if let Some(store) = store {
-                let due = store.lock().unwrap_or_else(|p| p.into_inner()).sync_due();
-                if due {
-                    if let Err(e) = with_store(store, |s| s.sync()).await {
-                        tracing::warn!(transform = %spec.name, error = %e, "cannot sync the local state store");
-                    }
+        Ok(())
+    }
+
+    /// Reads one input side and runs its records through the operators. Returns the records
+    /// read.
+    async fn read_side(&mut self, side: Side, out: &mut Output) -> Result<usize, Ended> {
+        let slot = match side {
+            Side::Left => &mut self.input,
+            Side::Right => &mut self.other,
+        };
+        let Some(reader) = slot.take() else {
+            return Ok(0);
+        };
+        let before = reader.offset;
+        let (reader, polled) = read_chunk(self.broker, reader)
+            .await
+            .map_err(|e| Ended::Failed(format!("cannot read the input: {e}")))?;
+        if side == Side::Left {
+            self.status
+                .input_end
+                .store(polled.last_stable_offset, Ordering::Relaxed);
+            self.status.started.store(true, Ordering::Relaxed);
+        }
+        // Markers and aborted records move the position too: commit it, or the lag would
+        // never reach 0.
+        if reader.offset > before {
+            self.pending.consumed();
+        }
+        *slot = Some(reader);
+        let got = polled.records.len();
+        for rec in polled.records {
+            self.process(side, rec, out)?;
+        }
+        Ok(got)
+    }
+
+    /// One input record: a watermark from upstream, or a record for the operators.
+    fn process(&mut self, side: Side, rec: ConsumerRecord, out: &mut Output) -> Result<(), Ended> {
+        self.pending.consumed();
+        if self.stage.index > 0 && side == Side::Left {
+            let wm = rec
+                .headers
+                .iter()
+                .find(|(k, _)| k == WATERMARK_HEADER)
+                .map(|(_, v)| v.as_deref().and_then(parse_watermark));
+            if let Some(wm) = wm {
+                let (p, ts) =
+                    wm.ok_or_else(|| Ended::Failed("malformed watermark record".into()))?;
+                let step = self.upstream.observe(p, ts);
+                if let Some((key, value)) = step.changelog {
+                    out.changelog.push((key, Some(value)));
                 }
+                if let Some(combined) = step.advance_to {
+                    self.task
+                        .advance_watermark(combined, out)
+                        .map_err(|e| Ended::Stopped(format!("watermark {combined}: {e}")))?;
+                }
+                return Ok(());
             }
-            let wait = cadence.idle_wait(consumed, last_commit.elapsed());
-            tokio::select! {
-                _ = cancel.cancelled() => return Ended::Cancelled,
-                _ = appended.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+        }
+        if self.spec.input.time.is_none() && self.stage.index == 0 && !self.task.is_stateful() {
+            self.broadcast.observe_input(rec.timestamp_ms);
+        }
+        let rec = to_record(rec);
+        self.task.process(side, &rec, out).map_err(|e| {
+            Ended::Stopped(format!(
+                "record {}-{}@{}: {e}",
+                self.stage.input_topic, rec.partition, rec.offset
+            ))
+        })
+    }
+
+    /// Commits the input offsets (with the outputs, exactly-once), then the committed state
+    /// to the local store.
+    async fn commit(&mut self) -> Result<(), Ended> {
+        let offsets: Vec<(String, i32, i64)> = [&self.input, &self.other]
+            .into_iter()
+            .flatten()
+            .map(|r| (r.topic.clone(), self.partition, r.offset))
+            .collect();
+        let result = if self.spec.exactly_once {
+            self.session.commit(self.pending.outputs(), &offsets).await
+        } else {
+            commit_plain(self.broker, &self.group, &offsets).await
+        };
+        result.map_err(|e| Ended::Failed(format!("commit failed: {e}")))?;
+        let committed = self.pending.committed();
+        if let (Some(changelog), Some(store)) = (&self.stage.changelog_topic, self.store) {
+            // The committed state goes to the local store, checkpointed at the changelog's
+            // end: this task is the partition's only writer, so everything below it is
+            // committed state the store now holds.
+            let stored = checkpoint_store(
+                self.broker,
+                changelog,
+                self.partition,
+                store,
+                committed.state,
+            )
+            .await;
+            if let Err(e) = stored {
+                // The changelog has the state; the next start replays more of it.
+                tracing::warn!(transform = %self.spec.name, error = %e, "cannot update the local state store");
+            }
+        }
+        let s = self.status;
+        s.commits.fetch_add(1, Ordering::Relaxed);
+        s.records_out
+            .fetch_add(committed.records as u64, Ordering::Relaxed);
+        if let Some(r) = &self.input {
+            s.committed_offset.store(r.offset, Ordering::Relaxed);
+        }
+        s.state_entries
+            .store(self.task.state_len() as u64, Ordering::Relaxed);
+        s.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_commit = tokio::time::Instant::now();
+        Ok(())
+    }
+
+    /// Syncs the local store when its sync interval has passed (an idle task).
+    async fn sync_store_if_due(&self) {
+        let Some(store) = self.store else {
+            return;
+        };
+        let due = store.lock().unwrap_or_else(|p| p.into_inner()).sync_due();
+        if due {
+            if let Err(e) = with_store(store, |s| s.sync()).await {
+                tracing::warn!(transform = %self.spec.name, error = %e, "cannot sync the local state store");
             }
         }
     }
