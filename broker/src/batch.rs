@@ -2,11 +2,8 @@
 //! outputs, transform definitions): one uncompressed v2 batch, offsets from 0 (the log assigns
 //! the real ones), optionally transactional.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use sluice_records::{encode_batch, BatchMeta, NewRecord};
 
 /// One record of a batch the broker writes.
 #[derive(Debug, Clone, Default)]
@@ -26,44 +23,27 @@ pub fn encode(
     producer: Option<(i64, i16)>,
     base_sequence: Option<i32>,
 ) -> Result<Bytes, String> {
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = records
+    let meta = match producer {
+        Some(p) => BatchMeta::transactional(p, base_sequence.unwrap_or(-1)),
+        None => BatchMeta {
+            base_sequence: base_sequence.unwrap_or(-1),
+            ..BatchMeta::default()
+        },
+    };
+    let records: Vec<NewRecord<'_>> = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: producer.is_some(),
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch unless `offset - sequence` stays the same: this
-            // keeps one batch (base sequence -1 without sequences).
-            sequence: match base_sequence {
-                Some(s) => s.wrapping_add(i as i32),
-                None => i as i32 - 1,
-            },
+        .map(|r| NewRecord {
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
             timestamp: r.timestamp,
-            key: r.key.clone(),
-            value: r.value.clone(),
             headers: r
                 .headers
                 .iter()
-                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
+                .map(|(k, v)| (k.as_bytes(), v.as_deref()))
                 .collect(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    encode_batch(&records, &meta)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
 }

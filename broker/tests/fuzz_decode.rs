@@ -417,11 +417,11 @@ fn exercise(input: &[u8]) {
         let _ = request::decode_request(Bytes::copy_from_slice(&input[4..]));
     }
     // Batch validation and record parsing on the same bytes.
-    if let Ok(batches) = log_store::batch::split_produced_batches(input, 1 << 20) {
+    if let Ok(batches) = sluice_records::split_produced_batches(input, 1 << 20) {
         for (at, h) in batches {
             let whole = &input[at..at + h.total_bytes()];
-            if let Ok(body) = log_store::records::records_body(whole) {
-                let _ = log_store::records::parse_records(&body, h.records_count);
+            if let Ok(body) = sluice_records::records_body(whole, 1 << 20) {
+                let _ = sluice_records::parse_records(&body, h.records_count);
             }
         }
     }

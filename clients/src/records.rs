@@ -1,13 +1,10 @@
 //! Records as callers see them, and record batch (magic v2) encoding through
-//! `kafka_protocol::records`. Sans-IO. Decoding lives in `batch_decoder`.
+//! `sluice_records`'s encoder. Sans-IO. Decoding lives in `batch_decoder`.
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
-};
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use sluice_records::{BatchMeta, NewRecord};
 
 /// A record to produce.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,15 +52,15 @@ pub enum Compression {
     Zstd,
 }
 
-impl From<Compression> for kafka_protocol::records::Compression {
-    fn from(c: Compression) -> Self {
-        use kafka_protocol::records::Compression as C;
-        match c {
-            Compression::None => C::None,
-            Compression::Gzip => C::Gzip,
-            Compression::Snappy => C::Snappy,
-            Compression::Lz4 => C::Lz4,
-            Compression::Zstd => C::Zstd,
+impl Compression {
+    /// The codec's id in a batch's attributes.
+    pub fn codec(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
         }
     }
 }
@@ -77,44 +74,32 @@ pub fn encode_batch(
     if records.is_empty() {
         return Err("cannot encode an empty batch".into());
     }
-    let count =
-        i32::try_from(records.len()).map_err(|_| "too many records for one batch".to_string())?;
     let mut encoded = Vec::with_capacity(records.len());
-    for (i, record) in (0..count).zip(records) {
-        let mut headers = IndexMap::with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            if headers
-                .insert(StrBytes::from_string(key.clone()), value.clone())
-                .is_some()
-            {
+    for record in records {
+        let mut seen = HashSet::with_capacity(record.headers.len());
+        for (key, _) in &record.headers {
+            if !seen.insert(key.as_str()) {
                 return Err(format!("header {key:?} appears twice in one record"));
             }
         }
-        encoded.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            // The codec keeps records in one batch only while offset - sequence is constant,
-            // and derives the batch's base sequence from the first record: -1 (none).
-            sequence: NO_SEQUENCE.wrapping_add(i),
+        encoded.push(NewRecord {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
             timestamp: record.timestamp_ms.unwrap_or(now_ms),
-            key: record.key.clone(),
-            value: record.value.clone(),
-            headers,
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+                .collect(),
         });
     }
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: compression.into(),
+    let meta = BatchMeta {
+        attributes: compression.codec(),
+        ..BatchMeta::default()
     };
-    RecordBatchEncoder::encode(&mut buf, &encoded, &options).map_err(|e| format!("{e:#}"))?;
-    Ok(buf.freeze())
+    sluice_records::encode_batch(&encoded, &meta)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -185,7 +185,7 @@ fn create_file(path: &Path) -> File {
 impl Sink for FileSink {
     fn append(&mut self, batch: &[u8]) {
         if self.validate {
-            if let Err(e) = log_store::batch::validate_produced_batch(batch) {
+            if let Err(e) = sluice_records::validate_produced_batch(batch) {
                 panic!("invalid batch: {e}");
             }
         }
@@ -271,7 +271,7 @@ fn validate(c: &mut Criterion) {
         let (batch, _) = batch_of(size);
         g.throughput(Throughput::Bytes(batch.len() as u64));
         g.bench_function(name, |b| {
-            b.iter(|| log_store::batch::validate_produced_batch(std::hint::black_box(&batch)))
+            b.iter(|| sluice_records::validate_produced_batch(std::hint::black_box(&batch)))
         });
     }
     g.finish();

@@ -76,12 +76,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::batch::{self, attributes, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::records::{self, RecordView};
 use crate::segment::{self, sync_dir, Segment, SegmentSnapshot};
 use crate::segment_file::{DataFile, SegmentFile};
+use sluice_records::{
+    self as batch, attributes, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES,
+};
+use sluice_records::{self as records, RecordView};
 
 const CLEANED_SUFFIX: &str = "log.cleaned";
 const SWAP_SUFFIX: &str = "log.swap";
@@ -630,7 +632,7 @@ fn decode_records<'b>(
             "cleaner keeps a batch whose records it cannot read"
         );
     };
-    let body = match records::records_body(bytes) {
+    let body = match records::records_body(bytes, records::BATCH_DECOMPRESSED_BYTES_MAX) {
         Ok(b) => b,
         Err(e) => {
             warn(e.to_string());
@@ -688,7 +690,7 @@ fn rebuild_batch(
     let check = batch::validate_batch(&out)?;
     let same_offsets =
         check.base_offset == h.base_offset && check.last_offset_delta == h.last_offset_delta;
-    let body_back = records::records_body(&out)?;
+    let body_back = records::records_body(&out, records::BATCH_DECOMPRESSED_BYTES_MAX)?;
     if !same_offsets || check.records_count != count || *body_back != *raw {
         return Err(Error::Compression {
             codec: h.compression(),

@@ -41,11 +41,9 @@
 //! ```
 
 pub mod atomic_file;
-pub mod batch;
 mod checkpoint;
 pub mod cleaner;
 mod config;
-mod control;
 mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault_injection;
@@ -54,19 +52,18 @@ mod leader_epoch;
 mod log;
 mod offset_index;
 pub mod producer_state;
-pub mod records;
 mod segment;
 mod segment_file;
 #[doc(hidden)]
 pub mod testing;
 mod time_index;
+mod timestamps;
 mod txn_index;
 
 pub use crate::cleaner::{CleanReport, Cleaner, CleanerConfig};
 pub use crate::config::{
     CleanupPolicy, CompressionType, LogConfig, TimestampType, LOG_CONFIG_NAMES,
 };
-pub use crate::control::{marker_type, MarkerType};
 pub use crate::error::{BatchError, Error, Result};
 pub use crate::leader_epoch::EpochEntry;
 pub use crate::log::{

@@ -30,11 +30,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::batch::BatchHeader;
-use crate::control::MarkerType;
 use crate::error::{Error, Result};
 use crate::segment::sync_dir;
 use crate::txn_index::AbortedTxn;
+use sluice_records::BatchHeader;
+use sluice_records::MarkerType;
 
 /// Batches remembered per producer for duplicate detection (Kafka's
 /// `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`; a producer has at most 5 requests in flight).
@@ -588,7 +588,7 @@ impl ProducerState {
                 buf.extend_from_slice(&b.timestamp.to_be_bytes());
             }
         }
-        let crc = crc32c::crc32c(&buf[6..]);
+        let crc = sluice_records::crc32c(&buf[6..]);
         buf[2..6].copy_from_slice(&crc.to_be_bytes());
         let path = snapshot_path(dir, offset);
         crate::atomic_file::write_atomically(&path, &buf).map_err(|e| Error::io(&path, e))?;
@@ -669,7 +669,7 @@ fn read_snapshot(path: &Path) -> Result<SnapshotState> {
         _ => return Err(corrupted(0, "unknown producer snapshot version")),
     };
     let crc = r.i32() as u32;
-    if crc32c::crc32c(&bytes[6..]) != crc {
+    if sluice_records::crc32c(&bytes[6..]) != crc {
         return Err(corrupted(2, "producer snapshot CRC mismatch"));
     }
     let count = r.i32();
@@ -1008,7 +1008,7 @@ mod tests {
         for v in [10i64, 14, 1_234] {
             v1.extend_from_slice(&v.to_be_bytes());
         }
-        let crc = crc32c::crc32c(&v1[6..]);
+        let crc = sluice_records::crc32c(&v1[6..]);
         v1[2..6].copy_from_slice(&crc.to_be_bytes());
         let path = snapshot_path(dir.path(), 20);
         std::fs::write(&path, &v1).map_err(|e| Error::io(&path, e))?;

@@ -7,12 +7,12 @@ use std::io::{IoSlice, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
 use crate::offset_index::{OffsetIndex, OffsetPosition, OFFSET_ENTRY_BYTES};
 use crate::segment_file::{DataFile, DataFileReader, SegmentFile, Storage};
 use crate::time_index::{TimeIndex, TIME_ENTRY_BYTES};
 use crate::txn_index::{AbortedTxn, TxnIndex, TXN_INDEX_SUFFIX};
+use sluice_records::{self as batch, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";

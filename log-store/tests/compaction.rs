@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use log_store::batch::{attributes, declared_batch_bytes, validate_batch, BatchHeader};
 use log_store::cleaner::{Cleaner, CleanerConfig};
-use log_store::records::{parse_records, records_body};
 use log_store::testing::{build_compressed_batch, build_keyed_batch, TestRecord};
-use log_store::{AppendOptions, CleanupPolicy, Log, LogConfig, MarkerType, TopicPartition};
+use log_store::{AppendOptions, CleanupPolicy, Log, LogConfig, TopicPartition};
+use sluice_records::MarkerType;
+use sluice_records::{attributes, declared_batch_bytes, validate_batch, BatchHeader};
+use sluice_records::{parse_records, records_body};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -130,7 +131,7 @@ fn read_batches(log: &Log) -> TestResult<Batches> {
                 h.last_offset() >= offset,
                 "a read returned a batch before its offset"
             );
-            let body = records_body(batch)?;
+            let body = records_body(batch, sluice_records::BATCH_DECOMPRESSED_BYTES_MAX)?;
             let views = parse_records(&body, h.records_count)?;
             let recs = views
                 .iter()

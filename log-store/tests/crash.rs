@@ -14,9 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use log_store::batch::BatchHeader;
 use log_store::testing::{as_produced, read_batches, seeded_batch, SplitMix64};
 use log_store::{AppendOptions, Log, LogConfig};
+use sluice_records::BatchHeader;
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 

@@ -49,7 +49,7 @@ fn read_all(log: &Log, from: i64) -> Result<Vec<(i64, Vec<u8>)>, Error> {
         let bytes = region.to_vec()?;
         let mut at = 0;
         while at < bytes.len() {
-            let h = log_store::batch::validate_batch(
+            let h = sluice_records::validate_batch(
                 &bytes[at..at
                     + (i32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap_or_default())
                         as usize
@@ -102,7 +102,7 @@ fn append_assigns_offsets_and_reads_back_byte_for_byte() -> TestResult {
     // A read from the middle of a batch starts at that batch.
     let r = log.read(5, 1 << 20, log.high_watermark(), true)?;
     let first = r.region.ok_or("no region")?.to_vec()?;
-    let h = log_store::batch::BatchHeader::parse(&first)?;
+    let h = sluice_records::BatchHeader::parse(&first)?;
     assert!(h.base_offset <= 5 && h.last_offset() >= 5);
     Ok(())
 }
@@ -274,7 +274,7 @@ fn garbled_or_missing_indexes_are_rebuilt() -> TestResult {
     for (off, _) in &all {
         let r = log.read(*off, 100, log.high_watermark(), true)?;
         let b = r.region.ok_or("none")?.to_vec()?;
-        assert_eq!(log_store::batch::BatchHeader::parse(&b)?.base_offset, *off);
+        assert_eq!(sluice_records::BatchHeader::parse(&b)?.base_offset, *off);
     }
     assert_eq!(
         log.lookup_offset(OffsetSpec::Timestamp(110))?.map(|x| x.0),
@@ -413,7 +413,7 @@ fn log_append_time_is_stamped_with_a_valid_crc() -> TestResult {
         .region
         .ok_or("none")?
         .to_vec()?;
-    let h = log_store::batch::validate_batch(&b)?;
+    let h = sluice_records::validate_batch(&b)?;
     assert_eq!(h.max_timestamp, 777);
     Ok(())
 }
@@ -584,10 +584,10 @@ fn compacted_topics_refuse_keyless_records_and_compression_type_recompresses() -
         .region
         .ok_or("none")?
         .to_vec()?;
-    let h = log_store::batch::validate_batch(&stored)?;
+    let h = sluice_records::validate_batch(&stored)?;
     assert_eq!(h.compression(), 1);
-    let body = log_store::records::records_body(&stored)?;
-    let views = log_store::records::parse_records(&body, h.records_count)?;
+    let body = sluice_records::records_body(&stored, sluice_records::BATCH_DECOMPRESSED_BYTES_MAX)?;
+    let views = sluice_records::parse_records(&body, h.records_count)?;
     assert_eq!(views.len(), 2);
     assert_eq!(&body[views[0].key.clone().ok_or("key")?], b"x");
     Ok(())

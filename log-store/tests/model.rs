@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 
-use log_store::batch::{declared_batch_bytes, validate_batch, BatchHeader, BATCH_HEADER_BYTES};
 use log_store::cleaner::{Cleaner, CleanerConfig};
-use log_store::records::{parse_records, records_body};
 use log_store::testing::{build_compressed_batch, build_keyed_batch, TestRecord};
 use log_store::{AppendOptions, CleanupPolicy, Log, LogConfig, TopicPartition};
+use sluice_records::{declared_batch_bytes, validate_batch, BatchHeader, BATCH_HEADER_BYTES};
+use sluice_records::{parse_records, records_body};
 
 const T0: i64 = 1_700_000_000_000;
 const KEYS: u8 = 6;
@@ -203,7 +203,8 @@ fn parse_region(bytes: &[u8]) -> Result<Batches, TestCaseError> {
         ensure!(at + len <= bytes.len(), "a region ends inside a batch");
         let batch = &bytes[at..at + len];
         let h = validate_batch(batch).or_fail("batch")?;
-        let body = records_body(batch).or_fail("records body")?;
+        let body = records_body(batch, sluice_records::BATCH_DECOMPRESSED_BYTES_MAX)
+            .or_fail("records body")?;
         let views = parse_records(&body, h.records_count).or_fail("records")?;
         let recs = views
             .iter()

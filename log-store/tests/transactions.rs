@@ -6,16 +6,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use log_store::batch::{attributes, validate_batch, BatchHeader};
-use log_store::records::{parse_records, records_body};
 use log_store::testing::{
     build_batch, build_keyed_batch, build_transactional_batch, build_transactional_keyed_batch,
     read_batches, SplitMix64, TestRecord,
 };
 use log_store::{
     AbortedTxn, AppendInfo, AppendOptions, BatchError, Cleaner, CleanupPolicy, Error, Log,
-    LogConfig, MarkerType, ProducerEntry, TopicPartition,
+    LogConfig, ProducerEntry, TopicPartition,
 };
+use sluice_records::MarkerType;
+use sluice_records::{attributes, validate_batch, BatchHeader};
+use sluice_records::{parse_records, records_body};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -181,7 +182,7 @@ fn markers_are_written_as_kafka_writes_them() -> TestResult {
         (-1, 1, 0)
     );
     assert_eq!(h.max_timestamp, 5_000);
-    let body = records_body(bytes)?;
+    let body = records_body(bytes, sluice_records::BATCH_DECOMPRESSED_BYTES_MAX)?;
     let recs = parse_records(&body, 1)?;
     let key = recs[0].key.clone().ok_or("no key")?;
     let value = recs[0].value.clone().ok_or("no value")?;
@@ -666,7 +667,7 @@ fn visible(log: &Log) -> TestResult<Visible> {
     let mut out = BTreeMap::new();
     for (_, bytes) in read_batches(log)? {
         let h = validate_batch(&bytes)?;
-        let body = records_body(&bytes)?;
+        let body = records_body(&bytes, sluice_records::BATCH_DECOMPRESSED_BYTES_MAX)?;
         for r in parse_records(&body, h.records_count)? {
             let k = r.key.map(|k| body[k].to_vec()).unwrap_or_default();
             let v = r.value.map(|v| body[v].to_vec()).unwrap_or_default();

@@ -424,19 +424,13 @@ pub fn decode_entries(
 ) -> Result<(Vec<Entry>, Option<i64>), log_store::Error> {
     let mut out = Vec::new();
     let mut next_offset = None;
-    let mut pos = 0usize;
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        let len = log_store::batch::declared_batch_bytes(rest, i32::MAX as usize)?;
-        if len > rest.len() {
-            break;
-        }
-        let batch = &rest[..len];
-        let header = log_store::batch::validate_batch(batch)?;
-        pos += len;
+    for batch in sluice_records::Batches::new(bytes, i32::MAX as usize) {
+        let batch = batch?.bytes;
+        let header = sluice_records::validate_batch(batch)?;
         next_offset = Some(header.next_offset());
-        let body = log_store::records::records_body(batch)?;
-        let records = log_store::records::parse_records(&body, header.records_count)?;
+        let body =
+            sluice_records::records_body(batch, sluice_records::BATCH_DECOMPRESSED_BYTES_MAX)?;
+        let records = sluice_records::parse_records(&body, header.records_count)?;
         if header.is_control() {
             // Control record key: version i16, type i16 (0 abort, 1 commit).
             let kind = records
@@ -630,7 +624,7 @@ mod tests {
             },
         ];
         let batch = encode_batch(&recs, 1000)?;
-        log_store::batch::validate_batch(&batch)?;
+        sluice_records::validate_batch(&batch)?;
         let mut errors = 0;
         let (got, next) = decode_batches(&batch, |_, _| errors += 1)?;
         assert_eq!((errors, next), (0, Some(2)));

@@ -25,8 +25,8 @@ use crate::txn::write::{TxnWrite, WriteError};
 
 /// The header of the first batch when it is a transactional data batch (a request carries
 /// one batch per partition since Produce v3).
-fn transactional_header(records: &[u8]) -> Option<log_store::batch::BatchHeader> {
-    let h = log_store::batch::BatchHeader::parse(records).ok()?;
+fn transactional_header(records: &[u8]) -> Option<sluice_records::BatchHeader> {
+    let h = sluice_records::BatchHeader::parse(records).ok()?;
     (h.is_transactional() && !h.is_control()).then_some(h)
 }
 

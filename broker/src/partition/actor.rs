@@ -29,7 +29,7 @@ pub enum AppendData {
     Marker {
         producer_id: i64,
         producer_epoch: i16,
-        marker: log_store::MarkerType,
+        marker: sluice_records::MarkerType,
         coordinator_epoch: i32,
     },
 }
@@ -188,7 +188,7 @@ impl Partition {
         &self,
         producer_id: i64,
         producer_epoch: i16,
-        marker: log_store::MarkerType,
+        marker: sluice_records::MarkerType,
         coordinator_epoch: i32,
     ) -> Result<PendingAppend, log_store::Error> {
         let data = AppendData::Marker {

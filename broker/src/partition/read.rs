@@ -160,11 +160,11 @@ fn next_offset_after(bytes: &[u8]) -> Result<Option<i64>, log_store::Error> {
     let mut next = None;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        let len = log_store::batch::declared_batch_bytes(rest, i32::MAX as usize)?;
+        let len = sluice_records::declared_batch_bytes(rest, i32::MAX as usize)?;
         if len > rest.len() {
             break;
         }
-        next = Some(log_store::batch::BatchHeader::parse(rest)?.next_offset());
+        next = Some(sluice_records::BatchHeader::parse(rest)?.next_offset());
         at += len;
     }
     Ok(next)

@@ -76,23 +76,16 @@ impl PartitionReader {
         };
         let bytes = Bytes::from(region.to_vec().map_err(|e| e.to_string())?);
         let mut aborted = aborted.into_iter().peekable();
-        let mut at = 0usize;
-        while at < bytes.len() {
-            let rest = &bytes[at..];
-            let len = log_store::batch::declared_batch_bytes(rest, i32::MAX as usize)
-                .map_err(|e| e.to_string())?;
-            if len > rest.len() {
-                break;
-            }
-            let h = log_store::batch::BatchHeader::parse(rest).map_err(|e| e.to_string())?;
-            let whole = bytes.slice(at..at + len);
-            at += len;
+        for batch in sluice_records::Batches::new(&bytes, i32::MAX as usize) {
+            let batch = batch.map_err(|e| e.to_string())?;
+            let h = batch.header;
+            let whole = bytes.slice(batch.position..batch.position + batch.bytes.len());
             while let Some(a) = aborted.next_if(|a| a.first_offset <= h.last_offset()) {
                 self.aborted_active.insert(a.producer_id);
             }
             let next = h.next_offset();
             if h.is_control() {
-                if log_store::marker_type(&whole) == Some(log_store::MarkerType::Abort) {
+                if sluice_records::marker_type(&whole) == Some(sluice_records::MarkerType::Abort) {
                     self.aborted_active.remove(&h.producer_id);
                 }
             } else if !(h.is_transactional() && self.aborted_active.contains(&h.producer_id)) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::error::ResponseError;
-use log_store::MarkerType;
+use sluice_records::MarkerType;
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{Effect, Input, Producer, Reply, ReplyId, Request, TxnPartition};

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use kafka_protocol::error::ResponseError;
-use log_store::MarkerType;
+use sluice_records::MarkerType;
 
 use super::records::TxnMetadata;
 

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use sluice_records::{Batches, BATCH_DECOMPRESSED_BYTES_MAX};
+
 use super::records::{self, TxnMetadata};
 use crate::partition::Partition;
 
@@ -11,18 +13,11 @@ pub(super) fn load(
 ) -> Result<HashMap<String, TxnMetadata>, log_store::Error> {
     let mut out = HashMap::new();
     partition.replay(4 << 20, |chunk| {
-        let mut pos = 0usize;
-        while pos < chunk.bytes.len() {
-            let rest = &chunk.bytes[pos..];
-            let len = log_store::batch::declared_batch_bytes(rest, i32::MAX as usize)?;
-            if len > rest.len() {
-                break;
-            }
-            let batch = &rest[..len];
-            let header = log_store::batch::validate_batch(batch)?;
-            pos += len;
+        for batch in Batches::new(&chunk.bytes, i32::MAX as usize) {
+            let batch = batch?;
+            let header = sluice_records::validate_batch(batch.bytes)?;
             if !header.is_control() {
-                load_batch(batch, header.records_count, &mut out)?;
+                load_batch(batch.bytes, header.records_count, &mut out)?;
             }
         }
         Ok::<(), log_store::Error>(())
@@ -36,8 +31,8 @@ fn load_batch(
     records_count: i32,
     out: &mut HashMap<String, TxnMetadata>,
 ) -> Result<(), log_store::Error> {
-    let body = log_store::records::records_body(batch)?;
-    for r in log_store::records::parse_records(&body, records_count)? {
+    let body = sluice_records::records_body(batch, BATCH_DECOMPRESSED_BYTES_MAX)?;
+    for r in sluice_records::parse_records(&body, records_count)? {
         let Some(key) = r.key.clone().map(|k| &body[k]) else {
             continue;
         };

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use kafka_protocol::error::ResponseError;
-use log_store::MarkerType;
+use sluice_records::MarkerType;
 
 use super::api::{Effect, Input, OpId, Producer, Reply, ReplyId, Request, TxnPartition};
 use super::records::{TxnMetadata, TxnState};

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use log_store::MarkerType;
+use sluice_records::MarkerType;
 
 use super::super::api::{Effect, Input, Producer, Reply, ReplyId, Request, TxnPartition};
 use super::super::records::{TxnMetadata, TxnState};

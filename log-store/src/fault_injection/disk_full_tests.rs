@@ -56,7 +56,7 @@ fn three_batches(leo: i64) -> (Vec<u8>, Vec<(i64, Vec<u8>)>) {
     let mut base = leo;
     for _ in 0..3 {
         let b = seeded_batch(SEED, base, VALUE_BYTES_MAX);
-        let h = crate::batch::BatchHeader::parse(&b).map(|h| h.last_offset_delta as i64 + 1);
+        let h = sluice_records::BatchHeader::parse(&b).map(|h| h.last_offset_delta as i64 + 1);
         records.extend_from_slice(&b);
         batches.push((base, b));
         base += h.unwrap_or(1);

@@ -121,7 +121,7 @@ impl Log {
                 }
                 continue;
             }
-            let body = records::records_body(whole)?;
+            let body = records::records_body(whole, records::BATCH_DECOMPRESSED_BYTES_MAX)?;
             let views = records::parse_records(&body, h.records_count)?;
             if compact {
                 let keyless: Vec<usize> = views

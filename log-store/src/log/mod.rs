@@ -14,20 +14,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 use crate::checkpoint::{
     read_cleaner_checkpoint, write_cleaner_checkpoint, PartitionCheckpoint, CLEANER_CHECKPOINT,
     LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
 };
 use crate::config::{LogConfig, TimestampType};
-use crate::control::{self, ControlRecord, MarkerType};
 use crate::error::{Error, Result};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{self, Checked, ProducerEntry, ProducerState};
-use crate::records;
 use crate::segment::{self, sync_dir, PreparedBatch, Segment, SegmentSizing, SegmentSnapshot};
 use crate::segment_file::{DataFile, SegmentFile, Storage};
 use crate::txn_index::AbortedTxn;
+use sluice_records as records;
+use sluice_records::control::{self, ControlRecord, MarkerType};
+use sluice_records::{self as batch, BatchHeader, BATCH_HEADER_BYTES};
 
 mod append;
 mod flush;

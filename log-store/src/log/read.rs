@@ -144,7 +144,8 @@ impl Log {
                     return Ok(None);
                 };
                 let bytes = seg.read_bytes(pos, h.total_bytes())?;
-                let off = records::last_offset_with_timestamp(&bytes, ts)?.unwrap_or(h.base_offset);
+                let off = crate::timestamps::last_offset_with_timestamp(&bytes, ts)?
+                    .unwrap_or(h.base_offset);
                 Ok(Some((off.max(self.log_start_offset), ts)))
             }
             OffsetSpec::Timestamp(ts) => {
@@ -155,7 +156,9 @@ impl Log {
                     let mut at = seg.find_by_timestamp(ts)?;
                     while let Some((pos, h)) = at {
                         let bytes = seg.read_bytes(pos, h.total_bytes())?;
-                        if let Some((off, t)) = records::first_offset_at_or_after(&bytes, ts)? {
+                        if let Some((off, t)) =
+                            crate::timestamps::first_offset_at_or_after(&bytes, ts)?
+                        {
                             if off >= self.log_start_offset {
                                 return Ok(Some((off, t)));
                             }

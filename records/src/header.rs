@@ -21,6 +21,7 @@
 //! The CRC does not cover the first 21 bytes, which is why the log can assign the base offset
 //! and leader epoch in place without recomputing it.
 
+use crate::crc::{crc32c, crc32c_parts};
 use crate::error::BatchError;
 
 /// Size of the fixed v2 batch header.
@@ -158,14 +159,6 @@ pub fn declared_batch_bytes(bytes: &[u8], max_batch_bytes: usize) -> Result<usiz
     Ok(length as usize + LOG_OVERHEAD_BYTES)
 }
 
-/// CRC-32C (Castagnoli) of `data`. Every produced byte passes through here, so it uses
-/// `crc-fast` (carry-less multiplication, AVX-512/VPCLMULQDQ where the CPU has it: about twice
-/// the `crc32` instruction's throughput on this project's machines); the rare incremental
-/// computations elsewhere use the `crc32c` crate.
-pub fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
-}
-
 /// Validates one complete batch (`bytes` is exactly the batch): magic, CRC-32C, header
 /// consistency. Does not decode any record.
 pub fn validate_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
@@ -238,25 +231,25 @@ pub fn split_produced_batches(
 }
 
 /// Writes the log-assigned fields (base offset, leader epoch) into a 61-byte header copy.
-pub(crate) fn patch_header(header: &mut [u8], base_offset: i64, leader_epoch: i32) {
+pub fn patch_header(header: &mut [u8], base_offset: i64, leader_epoch: i32) {
     header[0..8].copy_from_slice(&base_offset.to_be_bytes());
     header[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
 /// Switches a header copy to LogAppendTime with `now_ms` as its max timestamp and returns the
 /// new CRC computed over the patched header and the untouched record bytes.
-pub(crate) fn patch_log_append_time(header: &mut [u8], records: &[u8], now_ms: i64) {
+pub fn patch_log_append_time(header: &mut [u8], records: &[u8], now_ms: i64) {
     let attrs = be_i16(header, ATTRIBUTES_AT) | attributes::LOG_APPEND_TIME;
     header[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attrs.to_be_bytes());
     header[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), records);
+    let crc = crc32c_parts(&[&header[CRC_START..], records]);
     header[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Rewrites a 61-byte header copy for a new records section (`records`, as stored: compressed
 /// when the attributes say so): batch length, attributes, record count, and the CRC over the
 /// patched header and `records`. Offsets, timestamps and producer fields stay as they were.
-pub(crate) fn patch_records(
+pub fn patch_records(
     header: &mut [u8],
     attributes: i16,
     records_count: i32,
@@ -270,7 +263,7 @@ pub(crate) fn patch_records(
     header[8..12].copy_from_slice(&length.to_be_bytes());
     header[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     header[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&records_count.to_be_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), records);
+    let crc = crc32c_parts(&[&header[CRC_START..], records]);
     header[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(())
 }
@@ -279,10 +272,9 @@ pub(crate) fn patch_records(
 pub(crate) mod tests {
     use super::*;
 
-    /// Builds a valid uncompressed v2 batch with `n` records of `value_len` bytes each, for tests
-    /// and benchmarks in this crate (the real clients build batches in integration tests).
+    /// A valid uncompressed v2 batch of `n` records of `value_len` bytes each.
     pub(crate) fn build_batch(n: i32, value_len: usize, timestamp: i64) -> Vec<u8> {
-        crate::testing::build_batch(n, value_len, timestamp, None)
+        crate::encode::tests::batch_with(n as usize, value_len, timestamp)
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! - key: `version i16 = 0 | type i16` (Kafka's `ControlRecordType`: 0 abort, 1 commit);
 //! - value: `version i16 = 0 | coordinator_epoch i32` (Kafka's `EndTransactionMarker`).
 //!
-//! Markers are never compressed. The log writes them ([`crate::Log::append_marker`]); clients may
-//! not (Kafka refuses control batches in Produce requests). Recovery reads their key back to
+//! Markers are never compressed. The log writes them (`log_store::Log::append_marker`); clients
+//! may not (Kafka refuses control batches in Produce requests). Recovery reads their key back to
 //! rebuild the producer state and the aborted-transaction index.
 
-use crate::batch::{self, attributes, BATCH_HEADER_BYTES};
-use crate::records;
+use crate::compression::records_body;
+use crate::header::{self as batch, attributes, BATCH_HEADER_BYTES};
+use crate::record::parse_records;
 
 /// Kafka's control record type of an end-transaction marker (key: version i16 = 0, type i16:
 /// 0 abort, 1 commit).
@@ -51,11 +52,11 @@ const RECORD_BYTES: usize = 1 + 1 + 1 + 1 + KEY_BYTES + 1 + VALUE_BYTES + 1;
 /// The records section: the record's length varint (one byte) and the record.
 const RECORD_BODY_BYTES: usize = 1 + RECORD_BYTES;
 /// Bytes of a whole marker batch.
-pub(crate) const MARKER_BATCH_BYTES: usize = BATCH_HEADER_BYTES + RECORD_BODY_BYTES;
+pub const MARKER_BATCH_BYTES: usize = BATCH_HEADER_BYTES + RECORD_BODY_BYTES;
 
 /// The marker batch for `producer_id`, as a producer-side batch (base offset 0, leader epoch -1:
 /// the log assigns both), with a valid CRC-32C. Built on the stack.
-pub(crate) fn end_txn_marker_batch(
+pub fn end_txn_marker_batch(
     producer_id: i64,
     producer_epoch: i16,
     marker: MarkerType,
@@ -89,7 +90,7 @@ pub(crate) fn end_txn_marker_batch(
     r[10..12].copy_from_slice(&0i16.to_be_bytes());
     r[12..16].copy_from_slice(&coordinator_epoch.to_be_bytes());
     r[16] = 0; // headers
-    let crc = batch::crc32c(&b[batch::CRC_START..]);
+    let crc = crate::crc::crc32c(&b[batch::CRC_START..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
 }
@@ -97,7 +98,7 @@ pub(crate) fn end_txn_marker_batch(
 /// What a control batch's first record says, as Kafka's `ControlRecordType.parse` and
 /// `EndTransactionMarker.deserialize` read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ControlRecord {
+pub enum ControlRecord {
     /// An end-transaction marker.
     Marker {
         marker: MarkerType,
@@ -121,17 +122,18 @@ pub fn marker_type(batch: &[u8]) -> Option<MarkerType> {
 
 /// Reads the control record of a whole control batch (`batch` is the batch's bytes). Never
 /// panics on any input.
-pub(crate) fn parse_control_batch(batch: &[u8]) -> ControlRecord {
+pub fn parse_control_batch(batch: &[u8]) -> ControlRecord {
     let Ok(h) = batch::BatchHeader::parse(batch) else {
         return ControlRecord::Malformed("truncated batch header");
     };
     if h.records_count <= 0 {
         return ControlRecord::Empty;
     }
-    let Ok(body) = records::records_body(batch) else {
+    // A marker is never compressed: its body is a few bytes.
+    let Ok(body) = records_body(batch, 1 << 10) else {
         return ControlRecord::Malformed("records do not decompress");
     };
-    let Ok(views) = records::parse_records(&body, 1) else {
+    let Ok(views) = parse_records(&body, 1) else {
         return ControlRecord::Malformed("control record does not parse");
     };
     let Some(r) = views.first() else {
@@ -169,10 +171,32 @@ pub(crate) fn parse_control_batch(batch: &[u8]) -> ControlRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{build_keyed_batch, TestRecord};
+    use crate::encode::{encode_batch, BatchMeta, NewRecord};
+    use crate::error::BatchError;
+
+    fn control_batch(key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
+        let records = [NewRecord {
+            key,
+            value,
+            timestamp: 0,
+            headers: vec![],
+        }];
+        let records = if key.is_none() && value.is_none() {
+            &records[..0]
+        } else {
+            &records[..]
+        };
+        let meta = BatchMeta {
+            attributes: 0x30,
+            producer_id: 1,
+            producer_epoch: 0,
+            ..BatchMeta::default()
+        };
+        encode_batch(records, &meta).unwrap_or_default()
+    }
 
     #[test]
-    fn marker_batches_are_valid_and_read_back() -> crate::Result<()> {
+    fn marker_batches_are_valid_and_read_back() -> Result<(), BatchError> {
         for marker in [MarkerType::Abort, MarkerType::Commit] {
             let b = end_txn_marker_batch(42, 7, marker, 3, 1_234);
             let h = batch::validate_produced_batch(&b)?;
@@ -191,8 +215,8 @@ mod tests {
                 }
             );
             // The record decodes as Kafka's: key [0, 0, 0, type], value [0, 0, epoch i32].
-            let body = records::records_body(&b)?;
-            let views = records::parse_records(&body, 1)?;
+            let body = records_body(&b, 1 << 10)?;
+            let views = parse_records(&body, 1)?;
             let key = views[0].key.clone().unwrap_or_default();
             assert_eq!(&body[key], &[0, 0, 0, marker.type_id() as u8]);
             let value = views[0].value.clone().unwrap_or_default();
@@ -204,27 +228,23 @@ mod tests {
 
     #[test]
     fn malformed_control_records_are_reported_not_panicked_on() {
-        let rec = |key: Option<Vec<u8>>, value: Option<Vec<u8>>| TestRecord {
-            key,
-            value,
-            timestamp_delta: 0,
-        };
-        let cases = [
-            rec(None, Some(vec![0; 6])),
-            rec(Some(vec![0, 0]), Some(vec![0; 6])),
-            rec(Some(vec![0xff, 0xff, 0, 0]), Some(vec![0; 6])),
-            rec(Some(vec![0, 0, 0, 5]), Some(vec![0; 6])),
-            rec(Some(vec![0, 0, 0, 0]), None),
-            rec(Some(vec![0, 0, 0, 1]), Some(vec![0, 0, 1])),
+        let six = [0u8; 6];
+        let cases: [(Option<&[u8]>, Option<&[u8]>); 6] = [
+            (None, Some(&six)),
+            (Some(&[0, 0]), Some(&six)),
+            (Some(&[0xff, 0xff, 0, 0]), Some(&six)),
+            (Some(&[0, 0, 0, 5]), Some(&six)),
+            (Some(&[0, 0, 0, 0]), None),
+            (Some(&[0, 0, 0, 1]), Some(&[0, 0, 1])),
         ];
-        for r in cases {
-            let b = build_keyed_batch(&[r], 0, Some((1, 0, -1)), 0x30);
+        for (key, value) in cases {
+            let b = control_batch(key, value);
             assert!(matches!(
                 parse_control_batch(&b),
                 ControlRecord::Malformed(_)
             ));
         }
-        let empty = build_keyed_batch(&[], 0, Some((1, 0, -1)), 0x30);
+        let empty = control_batch(None, None);
         assert_eq!(parse_control_batch(&empty), ControlRecord::Empty);
         let mut b = end_txn_marker_batch(1, 0, MarkerType::Commit, 0, 0).to_vec();
         for cut in 0..b.len() {
