@@ -36,6 +36,27 @@ use sluice_protocol::response_frame::external_marker;
 use crate::partition::{check_leader_epoch, AppendWatch, Offsets, Partition, ReadResult, ReadSpec};
 use crate::state::{now_ms, Broker};
 
+/// Long polls that expire in the same tick of this length are answered together: one wake-up
+/// of the runtime for all of them, instead of one each. An expired poll is answered at most
+/// this much later than its `max_wait_ms`.
+pub(crate) const LONG_POLL_TICK_MS: u64 = 10;
+
+/// When a long poll of `max_wait_ms` expires: rounded up to the next [`LONG_POLL_TICK_MS`]
+/// boundary of the runtime's clock (never earlier than asked).
+fn long_poll_deadline(max_wait_ms: i32) -> tokio::time::Instant {
+    use std::sync::OnceLock;
+    static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let now = tokio::time::Instant::now();
+    let origin = *ORIGIN.get_or_init(|| now);
+    let wait = u64::try_from(max_wait_ms).unwrap_or(0);
+    if wait == 0 {
+        return now;
+    }
+    let due = (now - origin).as_millis() as u64 + wait;
+    let tick = due.div_ceil(LONG_POLL_TICK_MS) * LONG_POLL_TICK_MS;
+    origin + Duration::from_millis(tick)
+}
+
 /// One partition to answer for: the session's own record of it (KIP-227), so a fetch lists
 /// its partitions in one shape from the request to the response.
 type Want = SessionPartition;
@@ -235,18 +256,59 @@ fn read_partitions(
     (out, total)
 }
 
-/// The response and the throttle time.
+/// What bounds one fetch: the bytes it may return, the bytes that end its long poll, when
+/// the long poll expires, and its isolation level.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_bytes: usize,
+    min_bytes: usize,
+    deadline: tokio::time::Instant,
+    read_committed: bool,
+}
+
 /// The response, the throttle time, and the file regions the response's external record sets
 /// (`external_marker(i)`: region `i`) stand for.
 pub(super) async fn handle(
     ctx: &Ctx<'_>,
     req: FetchRequest,
 ) -> (FetchResponse, u64, Vec<FileRegion>) {
-    let broker = ctx.broker;
-    let now = now_ms();
     let by_id = ctx.version >= 13;
-    let request_wants = requested(ctx, &req);
-    // KIP-227 session handling (fetch_session.rs).
+    let (session_id, incremental, wants) = match open_session(ctx, &req, by_id) {
+        Ok(opened) => opened,
+        Err(code) => {
+            ctx.broker.metrics.error(ctx.api, code.code());
+            return (top_level_error(code), 0, Vec::new());
+        }
+    };
+    let follower = if ctx.version >= 15 {
+        req.replica_state.replica_id.0 >= 0
+    } else {
+        req.replica_id.0 >= 0
+    };
+    let denied = authorize(ctx, &wants, follower, by_id);
+    let limits = limits(ctx, &req, follower);
+    let wants = Arc::new(wants);
+    let got = match wait_for_data(ctx, &wants, denied, limits, by_id).await {
+        Ok(got) => got,
+        Err(code) => return (top_level_error(code), 0, Vec::new()),
+    };
+    if !follower {
+        if let Some(throttled) = throttle(ctx, &got, session_id, incremental) {
+            return throttled;
+        }
+    }
+    let (response, regions) = respond(ctx, &wants, got, session_id, incremental, limits);
+    (response, 0, regions)
+}
+
+/// KIP-227: opens, updates or checks the request's fetch session (`fetch_session.rs`): the
+/// session id, whether it is incremental, and the partitions to answer for.
+fn open_session(
+    ctx: &Ctx<'_>,
+    req: &FetchRequest,
+    by_id: bool,
+) -> Result<(i32, bool, Vec<Want>), ResponseError> {
+    let request_wants = requested(ctx, req);
     let forgotten: Vec<Forgotten> = req
         .forgotten_topics_data
         .iter()
@@ -256,7 +318,8 @@ pub(super) async fn handle(
             partitions: f.partitions.clone(),
         })
         .collect();
-    let opened = broker
+    let opened = ctx
+        .broker
         .fetch_sessions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -265,139 +328,159 @@ pub(super) async fn handle(
             ctx.version >= 7,
             request_wants,
             &forgotten,
-            now,
+            now_ms(),
         );
-    let (session_id, incremental, session_partitions) = match opened {
-        Ok(o) => (o.id, o.incremental, o.partitions),
-        Err(e) => {
-            let code = match e {
-                SessionError::IdNotFound => ResponseError::FetchSessionIdNotFound,
-                SessionError::InvalidEpoch => ResponseError::InvalidFetchSessionEpoch,
-            };
-            broker.metrics.error(ctx.api, code.code());
-            return (top_level_error(code), 0, Vec::new());
-        }
-    };
-    let wants = session_partitions;
+    match opened {
+        Ok(o) => Ok((o.id, o.incremental, o.partitions)),
+        Err(SessionError::IdNotFound) => Err(ResponseError::FetchSessionIdNotFound),
+        Err(SessionError::InvalidEpoch) => Err(ResponseError::InvalidFetchSessionEpoch),
+    }
+}
 
-    // Unknown topic ids are answered as such before authorization, as Kafka does.
-    let follower = if ctx.version >= 15 {
-        req.replica_state.replica_id.0 >= 0
-    } else {
-        req.replica_id.0 >= 0
-    };
-    let denied: Vec<bool> = if follower {
+/// Which partitions the request may not read (Kafka's `handleFetchRequest`): a consumer needs
+/// READ on each topic, a follower CLUSTER_ACTION. Unknown topic ids are answered as such
+/// before authorization, as Kafka does.
+fn authorize(ctx: &Ctx<'_>, wants: &[Want], follower: bool, by_id: bool) -> Vec<bool> {
+    if follower {
         let allowed = ctx.authorize_cluster(AclOperation::ClusterAction);
-        wants.iter().map(|_| !allowed).collect()
-    } else {
-        let mut may_read = ctx.authorizer_cache(AclOperation::Read, ResourceType::Topic);
-        wants
-            .iter()
-            .map(|w| {
-                let unknown_id = by_id && w.topic.is_empty();
-                !unknown_id && !may_read.allows(&w.topic)
-            })
-            .collect()
-    };
-    let all_denied = !denied.is_empty() && denied.iter().all(|d| *d);
-    let denied = Arc::new(denied);
+        return wants.iter().map(|_| !allowed).collect();
+    }
+    let mut may_read = ctx.authorizer_cache(AclOperation::Read, ResourceType::Topic);
+    wants
+        .iter()
+        .map(|w| {
+            let unknown_id = by_id && w.topic.is_empty();
+            !unknown_id && !may_read.allows(&w.topic)
+        })
+        .collect()
+}
+
+fn limits(ctx: &Ctx<'_>, req: &FetchRequest, follower: bool) -> Limits {
     // As Kafka: a consumer's fetch is capped to what its quota allows over the window.
     let quota_max_bytes = if follower {
         None
     } else {
-        broker
+        ctx.broker
             .security
             .quota_window_max_bytes(QuotaType::Fetch, ctx.principal, ctx.client_id)
     };
     let max_bytes = (req.max_bytes.max(0) as usize)
-        .min(broker.config.fetch_max_bytes)
+        .min(ctx.broker.config.fetch_max_bytes)
         .min(quota_max_bytes.map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX)));
-    let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let partitions: Vec<_> = wants
-        .iter()
-        .map(|w| broker.partition(&w.topic, w.partition))
-        .collect();
-    let mut appended = AppendWatch::new(partitions.iter().map(Option::as_ref));
-    drop(partitions);
-    let wants = Arc::new(wants);
-    // isolation_level exists from v4, the oldest version served.
-    let read_committed = req.isolation_level == 1;
+    Limits {
+        max_bytes,
+        min_bytes: (req.min_bytes.max(0) as usize).min(max_bytes),
+        deadline: long_poll_deadline(req.max_wait_ms),
+        // isolation_level exists from v4, the oldest version served.
+        read_committed: req.isolation_level == 1,
+    }
+}
+
+/// Reads the partitions, and waits (on their append signals) until `min_bytes` are there, an
+/// error comes up, the long poll expires or the broker shuts down. An idle partition is
+/// answered from its published offsets, without a read.
+async fn wait_for_data(
+    ctx: &Ctx<'_>,
+    wants: &Arc<Vec<Want>>,
+    denied: Vec<bool>,
+    limits: Limits,
+    by_id: bool,
+) -> Result<Vec<Got>, ResponseError> {
+    let broker = ctx.broker;
+    let all_denied = !denied.is_empty() && denied.iter().all(|d| *d);
+    let denied = Arc::new(denied);
+    let mut appended = {
+        let partitions: Vec<_> = wants
+            .iter()
+            .map(|w| broker.partition(&w.topic, w.partition))
+            .collect();
+        AppendWatch::new(partitions.iter().map(Option::as_ref))
+    };
     let zero_copy = ctx.zero_copy;
-    let got = loop {
+    loop {
         let seen = appended.mark_seen();
-        let (got, total) = match idle_answer(&wants, &denied, &seen, read_committed) {
+        let (got, total) = match idle_answer(wants, &denied, &seen, limits.read_committed) {
             Some(got) => (got, 0),
             None => {
-                let b = Arc::clone(broker);
-                let w = Arc::clone(&wants);
-                let d = Arc::clone(&denied);
+                let (b, w, d) = (Arc::clone(broker), Arc::clone(wants), Arc::clone(&denied));
+                let (max_bytes, read_committed) = (limits.max_bytes, limits.read_committed);
                 let read = tokio::task::spawn_blocking(move || {
                     read_partitions(&b, &w, &d, max_bytes, by_id, read_committed, zero_copy)
                 });
-                match read.await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "fetch read task failed");
-                        return (
-                            top_level_error(ResponseError::UnknownServerError),
-                            0,
-                            Vec::new(),
-                        );
-                    }
-                }
+                read.await.map_err(|e| {
+                    tracing::error!(error = %e, "fetch read task failed");
+                    ResponseError::UnknownServerError
+                })?
             }
         };
         let has_error = got
             .iter()
             .zip(denied.iter())
             .any(|(g, d)| g.error != 0 && !d);
-        if total >= min_bytes
+        if total >= limits.min_bytes
             || has_error
             || all_denied
-            || tokio::time::Instant::now() >= deadline
+            || tokio::time::Instant::now() >= limits.deadline
             || ctx.shutdown.is_cancelled()
         {
-            break got;
+            return Ok(got);
         }
         tokio::select! {
             _ = appended.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(limits.deadline) => {}
             _ = ctx.shutdown.cancelled() => {}
         }
-    };
-
-    if !follower {
-        let bytes: u64 = got
-            .iter()
-            .map(|g| g.records.as_ref().map_or(0, |r| r.len() as u64))
-            .sum();
-        let throttle_ms = ctx.record_quota(QuotaType::Fetch, bytes);
-        if throttle_ms > 0 {
-            // Kafka's throttled fetch: no data (so the client cannot run ahead of its quota),
-            // taken back off the sensor, and no new session.
-            ctx.unrecord_quota(QuotaType::Fetch, bytes);
-            let session_id = if incremental {
-                session_id
-            } else {
-                if session_id != 0 {
-                    broker
-                        .fetch_sessions
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(session_id);
-                }
-                0
-            };
-            let response = FetchResponse::default()
-                .with_throttle_time_ms(throttle_time_ms(throttle_ms))
-                .with_session_id(session_id);
-            return (response, throttle_ms, Vec::new());
-        }
     }
+}
 
-    // For an incremental session, answer only partitions with news, and remember what was sent.
+/// Quotas (KIP-13, KIP-219): records the fetched bytes on the client's sensor; over quota, the
+/// throttled answer: no data (so the client cannot run ahead of its quota), the bytes taken
+/// back off the sensor, and no new session.
+fn throttle(
+    ctx: &Ctx<'_>,
+    got: &[Got],
+    session_id: i32,
+    incremental: bool,
+) -> Option<(FetchResponse, u64, Vec<FileRegion>)> {
+    let bytes: u64 = got
+        .iter()
+        .map(|g| g.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum();
+    let throttle_ms = ctx.record_quota(QuotaType::Fetch, bytes);
+    if throttle_ms == 0 {
+        return None;
+    }
+    ctx.unrecord_quota(QuotaType::Fetch, bytes);
+    let session_id = if incremental {
+        session_id
+    } else {
+        if session_id != 0 {
+            ctx.broker
+                .fetch_sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(session_id);
+        }
+        0
+    };
+    let response = FetchResponse::default()
+        .with_throttle_time_ms(throttle_time_ms(throttle_ms))
+        .with_session_id(session_id);
+    Some((response, throttle_ms, Vec::new()))
+}
+
+/// The response: for an incremental session only the partitions with news (and the session
+/// remembers what was sent); record sets read from segment files become external markers
+/// standing for their regions.
+fn respond(
+    ctx: &Ctx<'_>,
+    wants: &[Want],
+    got: Vec<Got>,
+    session_id: i32,
+    incremental: bool,
+    limits: Limits,
+) -> (FetchResponse, Vec<FileRegion>) {
+    let by_id = ctx.version >= 13;
     let sent: Vec<Sent> = got
         .iter()
         .map(|g| Sent {
@@ -407,49 +490,20 @@ pub(super) async fn handle(
             log_start_offset: g.log_start_offset,
         })
         .collect();
-    let include = broker
+    let include = ctx
+        .broker
         .fetch_sessions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .record_sent(session_id, incremental, &wants, &sent);
-
+        .record_sent(session_id, incremental, wants, &sent);
     let mut regions = Vec::new();
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for ((w, g), inc) in wants.iter().zip(got).zip(include) {
         if !inc {
             continue;
         }
-        broker.metrics.error(ctx.api, g.error);
-        let pd = PartitionData::default()
-            .with_partition_index(w.partition)
-            .with_error_code(g.error)
-            .with_high_watermark(g.high_watermark)
-            .with_last_stable_offset(g.last_stable_offset)
-            .with_log_start_offset(if ctx.version >= 5 {
-                g.log_start_offset
-            } else {
-                -1
-            })
-            .with_aborted_transactions(read_committed.then(|| {
-                g.aborted
-                    .iter()
-                    .map(|a| {
-                        AbortedTransaction::default()
-                            .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
-                            .with_first_offset(a.first_offset)
-                    })
-                    .collect()
-            }))
-            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
-            // Kafka always sends a (possibly empty) record set, never null; clients reject null.
-            .with_records(Some(match g.records {
-                None => Bytes::new(),
-                Some(Records::Bytes(b)) => b,
-                Some(Records::Region(r)) => {
-                    regions.push(r);
-                    external_marker(regions.len() - 1)
-                }
-            }));
+        ctx.broker.metrics.error(ctx.api, g.error);
+        let pd = partition_data(ctx.version, w, g, limits.read_committed, &mut regions);
         let same = responses.last().is_some_and(|t| {
             if by_id {
                 t.topic_id == w.topic_id
@@ -457,25 +511,58 @@ pub(super) async fn handle(
                 t.topic.0.as_str() == w.topic
             }
         });
-        if same {
-            if let Some(t) = responses.last_mut() {
-                t.partitions.push(pd);
-            }
-        } else {
-            responses.push(
+        match responses.last_mut() {
+            Some(t) if same => t.partitions.push(pd),
+            _ => responses.push(
                 if by_id {
                     FetchableTopicResponse::default().with_topic_id(w.topic_id)
                 } else {
                     FetchableTopicResponse::default().with_topic(TopicName(sb(w.topic.clone())))
                 }
                 .with_partitions(vec![pd]),
-            );
+            ),
         }
     }
     let response = FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(responses);
-    (response, 0, regions)
+    (response, regions)
+}
+
+/// One partition of the response.
+fn partition_data(
+    version: i16,
+    w: &Want,
+    g: Got,
+    read_committed: bool,
+    regions: &mut Vec<FileRegion>,
+) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(w.partition)
+        .with_error_code(g.error)
+        .with_high_watermark(g.high_watermark)
+        .with_last_stable_offset(g.last_stable_offset)
+        .with_log_start_offset(if version >= 5 { g.log_start_offset } else { -1 })
+        .with_aborted_transactions(read_committed.then(|| {
+            g.aborted
+                .iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect()
+        }))
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+        // Kafka always sends a (possibly empty) record set, never null; clients reject null.
+        .with_records(Some(match g.records {
+            None => Bytes::new(),
+            Some(Records::Bytes(b)) => b,
+            Some(Records::Region(r)) => {
+                regions.push(r);
+                external_marker(regions.len() - 1)
+            }
+        }))
 }
 
 #[cfg(test)]
