@@ -28,17 +28,17 @@ pub struct Broker {
     registry: Arc<Registry>,
     /// Partition append actors and coordinator tasks, joined by [`Broker::shutdown`].
     pub(crate) actors: Actors,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub fetch_sessions: Mutex<FetchSessionCache>,
     /// The group coordinator; set once at the end of [`Broker::open`], after the offsets topic
     /// (if any) was loaded.
-    groups: OnceLock<GroupCoordinator>,
+    groups: OnceLock<Arc<GroupCoordinator>>,
     /// The transaction coordinator; set at the end of [`Broker::open`], after the groups.
     txns: OnceLock<Arc<crate::txn::TransactionCoordinator>>,
     /// The transform runtime; set by the server's start-up (see `main`).
     transforms: OnceLock<Arc<crate::transform::TransformManager>>,
     /// Idempotent producer ids (InitProducerId), unique across restarts.
-    pub producer_ids: ProducerIdManager,
+    pub producer_ids: Arc<ProducerIdManager>,
     /// SCRAM credentials, ACLs and the authorizer (`<data-dir>/__security/`).
     pub security: crate::security::Security,
     /// Held until [`Broker::shutdown`] (or the broker's drop): a second broker on this data
@@ -109,8 +109,8 @@ impl Broker {
         )?;
         let broker = Arc::new(Broker {
             security,
-            producer_ids,
-            metrics: Metrics::new(),
+            producer_ids: Arc::new(producer_ids),
+            metrics: Arc::new(Metrics::new()),
             fetch_sessions: Mutex::new(FetchSessionCache::new(
                 config.max_incremental_fetch_session_cache_slots,
             )),
@@ -123,7 +123,7 @@ impl Broker {
             lock: Mutex::new(Some(lock)),
             config,
         });
-        let _ = broker.groups.set(GroupCoordinator::open(&broker));
+        let _ = broker.groups.set(Arc::new(GroupCoordinator::open(&broker)));
         let _ = broker
             .txns
             .set(Arc::new(crate::txn::TransactionCoordinator::open(&broker)));
@@ -149,7 +149,7 @@ impl Broker {
     }
 
     /// The group coordinator (set by [`Broker::open`]).
-    pub fn groups(&self) -> Option<&GroupCoordinator> {
+    pub fn groups(&self) -> Option<&Arc<GroupCoordinator>> {
         self.groups.get()
     }
 

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::api::{Effect, Input, PersistId, Reply, ReplyId};
 use super::records::encode_batch;
 use super::shard::GroupShard;
-use crate::state::{now_ms, Broker};
+use crate::partition::internal_topic::InternalTopic;
+use crate::state::now_ms;
 
 /// Requests waiting for a shard's task; senders wait for room beyond this.
 pub const COMMAND_QUEUE_DEPTH: usize = 1024;
@@ -56,11 +57,11 @@ impl ShardHandle {
     pub fn spawn(
         index: i32,
         shard: GroupShard,
-        broker: Weak<Broker>,
+        offsets: Arc<InternalTopic>,
         actors: &crate::actors::Actors,
     ) -> ShardHandle {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_DEPTH);
-        actors.spawn(run(index, shard, rx, broker, actors.stop_token()));
+        actors.spawn(run(index, shard, rx, offsets, actors.stop_token()));
         ShardHandle { index, tx }
     }
 
@@ -112,7 +113,8 @@ type Completion = Pin<Box<dyn Future<Output = Result<(), i16>> + Send>>;
 struct Task {
     index: i32,
     shard: GroupShard,
-    broker: Weak<Broker>,
+    /// `__consumer_offsets`: the shard appends to its partition `index`.
+    offsets: Arc<InternalTopic>,
     waiting: HashMap<ReplyId, oneshot::Sender<Reply>>,
     next_reply_id: ReplyId,
     /// Appends in flight, in the order they were submitted (and complete).
@@ -126,13 +128,13 @@ async fn run(
     index: i32,
     shard: GroupShard,
     mut rx: mpsc::Receiver<Command>,
-    broker: Weak<Broker>,
+    offsets: Arc<InternalTopic>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut task = Task {
         index,
         shard,
-        broker,
+        offsets,
         waiting: HashMap::new(),
         next_reply_id: 0,
         appends: VecDeque::new(),
@@ -229,10 +231,6 @@ impl Task {
     /// the wait for its durable completion.
     async fn submit(&mut self, records: &[super::records::OffsetsRecord]) -> Completion {
         let failed = |code: i16| -> Completion { Box::pin(async move { Err(code) }) };
-        let unavailable = ResponseError::CoordinatorNotAvailable.code();
-        let Some(broker) = self.broker.upgrade() else {
-            return failed(unavailable);
-        };
         let batch = match encode_batch(records, self.now()) {
             Ok(b) => b,
             Err(e) => {
@@ -240,19 +238,12 @@ impl Task {
                 return failed(ResponseError::UnknownServerError.code());
             }
         };
-        let partition = match broker.partition(super::OFFSETS_TOPIC, self.index) {
-            Some(p) => p,
-            None => {
-                // First use, or the topic was deleted under us: create it.
-                if let Some(c) = broker.groups() {
-                    if let Err(e) = c.ensure_topic(&broker).await {
-                        tracing::error!(shard = self.index, error = ?e, "cannot create the offsets topic");
-                    }
-                }
-                match broker.partition(super::OFFSETS_TOPIC, self.index) {
-                    Some(p) => p,
-                    None => return failed(unavailable),
-                }
+        // First use, or the topic was deleted under us: it is created.
+        let partition = match self.offsets.partition(self.index).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(shard = self.index, error = ?e, "no offsets-topic partition to append to");
+                return failed(ResponseError::CoordinatorNotAvailable.code());
             }
         };
         match partition.submit(batch, true).await {
@@ -274,6 +265,27 @@ mod tests {
         CommitPartition, CommitRequest, HeartbeatRequest, JoinRequest, Protocol,
     };
     use crate::group::GroupConfig;
+
+    /// An offsets topic that can never be created: its data dir is replaced by a regular file
+    /// once the registry is open.
+    fn unwritable_offsets(
+        actors: &crate::actors::Actors,
+    ) -> Result<(Arc<InternalTopic>, tempfile::TempDir), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).map_err(|e| e.to_string())?;
+        let registry = crate::partition::registry::Registry::open(
+            data.clone(),
+            log_store::LogConfig::default(),
+            true,
+            actors.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::remove_dir(&data).map_err(|e| e.to_string())?;
+        std::fs::write(&data, b"not a directory").map_err(|e| e.to_string())?;
+        let topic = InternalTopic::new(registry, super::super::OFFSETS_TOPIC, 1, 1 << 20);
+        Ok((Arc::new(topic), dir))
+    }
 
     fn join(member_id: &str) -> JoinRequest {
         JoinRequest {
@@ -309,7 +321,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn timers_fire_in_the_task() -> Result<(), String> {
         let shard = GroupShard::new(GroupConfig::default(), now_ms());
-        let h = ShardHandle::spawn(0, shard, Weak::new(), &crate::actors::Actors::new());
+        let actors = crate::actors::Actors::new();
+        let (offsets, _file) = unwritable_offsets(&actors)?;
+        let h = ShardHandle::spawn(0, shard, offsets, &actors);
         let start = tokio::time::Instant::now();
         let joined = match h.request(|id| Input::Join(id, join(""))).await {
             Ok(Reply::Join(r)) => r,
@@ -333,14 +347,17 @@ mod tests {
         Ok(())
     }
 
-    /// Without a broker the append fails, and the commit says so (retriably).
+    /// When the offsets topic cannot be created (its data dir is gone) the append fails, and
+    /// the commit says so (retriably).
     #[tokio::test(start_paused = true)]
     async fn a_failed_append_is_a_retriable_error() -> Result<(), String> {
+        let actors = crate::actors::Actors::new();
+        let (offsets, _file) = unwritable_offsets(&actors)?;
         let h = ShardHandle::spawn(
             0,
             GroupShard::new(GroupConfig::default(), 0),
-            Weak::new(),
-            &crate::actors::Actors::new(),
+            offsets,
+            &actors,
         );
         let commit = CommitRequest {
             group_id: "simple".into(),

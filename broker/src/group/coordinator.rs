@@ -9,17 +9,16 @@ use kafka_protocol::error::ResponseError;
 
 use super::actor::{ShardHandle, Unavailable};
 use super::api::{Input, Reply, ReplyId};
-use super::config::GroupConfig;
 use super::shard::GroupShard;
 use super::{load, partition_for, OFFSETS_TOPIC};
+use crate::partition::internal_topic::InternalTopic;
 use crate::state::{now_ms, Broker};
 
 pub struct GroupCoordinator {
-    config: GroupConfig,
     /// One per offsets-topic partition; `Err` holds why that shard could not be loaded.
     shards: Vec<Result<ShardHandle, String>>,
-    /// Serialises creation of the offsets topic.
-    create: tokio::sync::Mutex<()>,
+    /// `__consumer_offsets`, created on first use; the shards append through it.
+    offsets: Arc<InternalTopic>,
 }
 
 impl GroupCoordinator {
@@ -33,6 +32,12 @@ impl GroupCoordinator {
         let count = topic
             .as_ref()
             .map_or(config.offsets_topic_num_partitions, |t| t.meta.partitions);
+        let offsets = Arc::new(InternalTopic::new(
+            Arc::clone(broker.registry()),
+            OFFSETS_TOPIC,
+            count,
+            config.offsets_topic_segment_bytes,
+        ));
         let mut shards = Vec::with_capacity(count.max(0) as usize);
         for index in 0..count {
             let groups = match topic
@@ -68,17 +73,13 @@ impl GroupCoordinator {
             shards.push(groups.map(|(groups, pending)| {
                 let mut shard = GroupShard::with_groups(config.clone(), groups, now);
                 shard.pending_txn = pending.into_iter().collect();
-                ShardHandle::spawn(index, shard, Arc::downgrade(broker), &broker.actors)
+                ShardHandle::spawn(index, shard, Arc::clone(&offsets), &broker.actors)
             }));
             if let Some(Err(e)) = shards.last() {
                 tracing::error!(shard = index, error = %e, "group coordinator shard unavailable");
             }
         }
-        GroupCoordinator {
-            config,
-            shards,
-            create: tokio::sync::Mutex::new(()),
-        }
+        GroupCoordinator { shards, offsets }
     }
 
     pub fn shard_count(&self) -> i32 {
@@ -154,34 +155,7 @@ impl GroupCoordinator {
     }
 
     /// Creates `__consumer_offsets` (compacted, one partition per shard) unless it exists.
-    pub async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<(), ResponseError> {
-        if broker.topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let _guard = self.create.lock().await;
-        if broker.topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                self.config.offsets_topic_segment_bytes.to_string(),
-            ),
-        ]);
-        match broker
-            .create_topic(OFFSETS_TOPIC, self.shard_count(), configs, false)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(partitions = self.shard_count(), "created {OFFSETS_TOPIC}");
-                Ok(())
-            }
-            Err((ResponseError::TopicAlreadyExists, _)) => Ok(()),
-            Err((code, message)) => {
-                tracing::error!(error = %message, "cannot create {OFFSETS_TOPIC}");
-                Err(code)
-            }
-        }
+    pub async fn ensure_topic(&self) -> Result<(), ResponseError> {
+        self.offsets.ensure().await
     }
 }

@@ -29,7 +29,7 @@ async fn add(ctx: &Ctx<'_>, req: &AddOffsetsToTxnRequest) -> Result<(), Response
     if req.group_id.0.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
-    groups.ensure_topic(ctx.broker).await?;
+    groups.ensure_topic().await?;
     let partition = partition_for(&req.group_id.0, groups.shard_count());
     txns.add_partitions(
         &req.transactional_id.0,

@@ -25,7 +25,7 @@ async fn lookup(ctx: &Ctx<'_>, key_type: i8) -> Result<(), (ResponseError, Strin
                     "the group coordinator is not running".into(),
                 ));
             };
-            groups.ensure_topic(ctx.broker).await.map_err(|_| {
+            groups.ensure_topic().await.map_err(|_| {
                 (
                     ResponseError::CoordinatorNotAvailable,
                     "the offsets topic could not be created".into(),
@@ -39,7 +39,7 @@ async fn lookup(ctx: &Ctx<'_>, key_type: i8) -> Result<(), (ResponseError, Strin
                     "the transaction coordinator is not running".into(),
                 ));
             };
-            txns.ensure_topic(ctx.broker).await.map_err(|_| {
+            txns.ensure_topic().await.map_err(|_| {
                 (
                     ResponseError::CoordinatorNotAvailable,
                     "the transaction state topic could not be created".into(),

@@ -131,7 +131,7 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
                             None if name == crate::group::OFFSETS_TOPIC && allow_auto_create => {
                                 let created = match b.groups() {
                                     Some(g) => {
-                                        g.ensure_topic(b).await.ok().and_then(|_| b.topic(&name))
+                                        g.ensure_topic().await.ok().and_then(|_| b.topic(&name))
                                     }
                                     None => None,
                                 };

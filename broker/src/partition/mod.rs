@@ -9,11 +9,13 @@
 //! - [`read`]: fetch reads, offset lookups and the replay of a partition's committed log.
 //! - [`maintenance`]: retention, scheduled flushes, checkpoints, compaction, clean close.
 //! - [`registry`]: every topic's partitions; creates, deletes and reconfigures topics.
+//! - [`internal_topic`]: a coordinator's own topic, created on first use: its narrow handle.
 //!
 //! Each partition has its own append signal ([`Partition::subscribe`]): a long-polling fetch or
 //! a transform task waits on the partitions it reads, so an append wakes only them.
 
 pub mod actor;
+pub mod internal_topic;
 mod maintenance;
 mod read;
 pub mod registry;

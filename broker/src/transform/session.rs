@@ -80,7 +80,7 @@ impl Session {
         let groups = broker
             .groups()
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        groups.ensure_topic(broker).await?;
+        groups.ensure_topic().await?;
         let mut partitions: Vec<(String, i32)> = outputs
             .iter()
             .filter(|(_, recs)| !recs.is_empty())
@@ -274,7 +274,7 @@ pub async fn commit_plain(
     let groups = broker
         .groups()
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    groups.ensure_topic(broker).await?;
+    groups.ensure_topic().await?;
     let req = CommitRequest {
         group_id: group.to_string(),
         generation_id: -1,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -21,13 +21,13 @@ use sluice_records::MarkerType;
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{Effect, Input, Producer, Reply, ReplyId, Request, TxnPartition};
-use super::coordinator::Shared;
+use super::coordinator::TxnIo;
 use super::records::{self, TxnState};
 use super::shard::TxnShard;
-use super::{COORDINATOR_EPOCH, TRANSACTION_STATE_TOPIC};
+use super::COORDINATOR_EPOCH;
 use crate::failpoint;
 use crate::group::{partition_for, OFFSETS_TOPIC};
-use crate::state::{now_ms, Broker};
+use crate::state::now_ms;
 
 /// Requests waiting for the coordinator's task; senders wait for room beyond this.
 pub const COMMAND_QUEUE_DEPTH: usize = 1024;
@@ -80,11 +80,11 @@ type Io = Pin<Box<dyn Future<Output = Input> + Send>>;
 
 struct Task {
     shard: TxnShard,
-    broker: Weak<Broker>,
-    shared: Arc<Shared>,
+    io: Arc<TxnIo>,
     waiting: HashMap<ReplyId, (String, oneshot::Sender<Answer>)>,
     next_reply_id: ReplyId,
-    io: FuturesUnordered<Io>,
+    /// Effects being carried out.
+    in_flight: FuturesUnordered<Io>,
     done_tx: mpsc::UnboundedSender<String>,
     ticking: bool,
 }
@@ -92,19 +92,17 @@ struct Task {
 /// Starts the coordinator's task; it ends when the actors are stopped or every handle is gone.
 pub(super) fn spawn(
     shard: TxnShard,
-    broker: Weak<Broker>,
-    shared: Arc<Shared>,
+    io: Arc<TxnIo>,
     actors: &crate::actors::Actors,
 ) -> mpsc::Sender<Command> {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE_DEPTH);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let task = Task {
         shard,
-        broker,
-        shared,
+        io,
         waiting: HashMap::new(),
         next_reply_id: 0,
-        io: FuturesUnordered::new(),
+        in_flight: FuturesUnordered::new(),
         done_tx,
         ticking: false,
     };
@@ -118,7 +116,7 @@ async fn run(
     mut done_rx: mpsc::UnboundedReceiver<String>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let every = Duration::from_millis(task.shared.config.abort_interval_ms.max(1) as u64);
+    let every = Duration::from_millis(task.io.abort_interval_ms.max(1) as u64);
     let mut next_tick = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
@@ -128,7 +126,7 @@ async fn run(
                 None => break,
             },
             Some(id) = done_rx.recv() => task.step(Input::WriteDone(id)),
-            Some(input) = task.io.next(), if !task.io.is_empty() => task.step(input),
+            Some(input) = task.in_flight.next(), if !task.in_flight.is_empty() => task.step(input),
             _ = tokio::time::sleep_until(next_tick), if task.ticking => {
                 next_tick = tokio::time::Instant::now() + every;
                 task.step(Input::Tick);
@@ -172,52 +170,31 @@ impl Task {
     }
 
     fn apply(&mut self, effect: Effect) {
-        let broker = self.broker.upgrade();
+        let io = Arc::clone(&self.io);
         match effect {
             Effect::Reply(to, reply) => self.deliver(to, reply),
-            Effect::Completed { commit } => {
-                if let Some(b) = broker {
-                    b.metrics.txn_completed(commit);
-                }
-            }
-            Effect::TimedOut => {
-                if let Some(b) = broker {
-                    b.metrics.txn_timed_out();
-                }
-            }
+            Effect::Completed { commit } => io.metrics.txn_completed(commit),
+            Effect::TimedOut => io.metrics.txn_timed_out(),
             Effect::Persist {
                 op,
                 id,
                 meta,
                 durable,
-            } => {
-                let shared = Arc::clone(&self.shared);
-                self.io.push(Box::pin(async move {
-                    let ok = match broker {
-                        Some(b) => persist(&b, &shared, &id, meta.as_ref(), durable).await,
-                        None => false,
-                    };
-                    Input::Persisted(op, ok)
-                }));
-            }
+            } => self.in_flight.push(Box::pin(async move {
+                let ok = persist(&io, &id, meta.as_ref(), durable).await;
+                Input::Persisted(op, ok)
+            })),
             Effect::WriteMarkers {
                 op,
                 producer,
                 marker,
                 partitions,
-            } => self.io.push(Box::pin(async move {
-                let ok = match broker {
-                    Some(b) => write_markers(&b, producer, marker, &partitions).await,
-                    None => false,
-                };
+            } => self.in_flight.push(Box::pin(async move {
+                let ok = write_markers(&io, producer, marker, &partitions).await;
                 Input::MarkersWritten(op, ok)
             })),
-            Effect::AllocateProducerId { op } => self.io.push(Box::pin(async move {
-                let id = match broker {
-                    Some(b) => allocate_producer_id(b).await,
-                    None => None,
-                };
-                Input::ProducerIdAllocated(op, id)
+            Effect::AllocateProducerId { op } => self.in_flight.push(Box::pin(async move {
+                Input::ProducerIdAllocated(op, allocate_producer_id(&io).await)
             })),
         }
     }
@@ -245,24 +222,22 @@ impl Task {
 }
 
 /// Appends `meta` (or a tombstone) for `id` to its `__transaction_state` partition.
-async fn persist(
-    broker: &Arc<Broker>,
-    shared: &Shared,
-    id: &str,
-    meta: Option<&records::TxnMetadata>,
-    durable: bool,
-) -> bool {
+async fn persist(io: &TxnIo, id: &str, meta: Option<&records::TxnMetadata>, durable: bool) -> bool {
     let deciding =
         meta.is_some_and(|m| matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort));
     if deciding {
         failpoint::hit("txn.end.before_prepare");
     }
-    if shared.ensure_topic(broker).await.is_err() {
-        return false;
-    }
-    let index = partition_for(id, shared.partitions);
-    let Some(partition) = broker.partition(TRANSACTION_STATE_TOPIC, index) else {
-        return false;
+    let partition = match io
+        .state
+        .partition(partition_for(id, io.state.partitions()))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = ?e, "no transaction state partition to append to");
+            return false;
+        }
     };
     let batch = match records::encode_batch(id, meta, now_ms()) {
         Ok(b) => b,
@@ -289,8 +264,9 @@ async fn persist(
     }
 }
 
-async fn allocate_producer_id(broker: Arc<Broker>) -> Option<i64> {
-    match tokio::task::spawn_blocking(move || broker.producer_ids.generate()).await {
+async fn allocate_producer_id(io: &TxnIo) -> Option<i64> {
+    let ids = Arc::clone(&io.producer_ids);
+    match tokio::task::spawn_blocking(move || ids.generate()).await {
         Ok(Ok(id)) => Some(id),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot allocate a producer id");
@@ -307,14 +283,14 @@ async fn allocate_producer_id(broker: Arc<Broker>) -> Option<i64> {
 /// coordinator about markers in `__consumer_offsets`. Partitions of deleted topics are
 /// skipped (Kafka does the same). `true` when every marker is written.
 async fn write_markers(
-    broker: &Arc<Broker>,
+    io: &TxnIo,
     producer: Producer,
     marker: MarkerType,
     partitions: &[TxnPartition],
 ) -> bool {
     let mut pending = Vec::with_capacity(partitions.len());
     for (topic, index) in partitions {
-        let Some(partition) = broker.partition(topic, *index) else {
+        let Some(partition) = io.registry.partition(topic, *index) else {
             tracing::warn!(
                 topic,
                 partition = index,
@@ -355,7 +331,7 @@ async fn write_markers(
             first = false;
         }
         if topic == OFFSETS_TOPIC {
-            if let Some(groups) = broker.groups() {
+            if let Some(groups) = &io.groups {
                 if let Err(e) = groups
                     .txn_marker(index, producer.0, marker == MarkerType::Commit)
                     .await

@@ -26,7 +26,12 @@ use super::actor::{self, Answer, Command};
 use super::api::{Producer, Reply, Request, TxnPartition};
 use super::records::TxnMetadata;
 use super::shard::{ShardConfig, TxnShard};
-use super::{TxnConfig, TRANSACTION_STATE_TOPIC};
+use super::TRANSACTION_STATE_TOPIC;
+use crate::group::GroupCoordinator;
+use crate::metrics::Metrics;
+use crate::partition::internal_topic::InternalTopic;
+use crate::partition::registry::Registry;
+use crate::producer_ids::ProducerIdManager;
 use crate::state::Broker;
 
 pub use super::actor::TxnWriteGuard;
@@ -39,48 +44,22 @@ pub struct TxnDescription {
     pub meta: TxnMetadata,
 }
 
-/// What the handle and the task's effects share.
-pub(super) struct Shared {
-    pub(super) config: TxnConfig,
-    /// Partitions of `__transaction_state` (an existing topic's count wins over the config).
-    pub(super) partitions: i32,
-    /// Serialises creation of `__transaction_state`.
-    create: tokio::sync::Mutex<()>,
-}
-
-impl Shared {
-    /// Creates `__transaction_state` unless it exists.
-    pub(super) async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<(), ResponseError> {
-        if broker.topic(TRANSACTION_STATE_TOPIC).is_some() {
-            return Ok(());
-        }
-        let _guard = self.create.lock().await;
-        if broker.topic(TRANSACTION_STATE_TOPIC).is_some() {
-            return Ok(());
-        }
-        let configs = std::collections::BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                self.config.segment_bytes.to_string(),
-            ),
-        ]);
-        match broker
-            .create_topic(TRANSACTION_STATE_TOPIC, self.partitions, configs, false)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(_) if broker.topic(TRANSACTION_STATE_TOPIC).is_some() => Ok(()),
-            Err(e) => {
-                tracing::error!(error = ?e, "cannot create {TRANSACTION_STATE_TOPIC}");
-                Err(ResponseError::CoordinatorNotAvailable)
-            }
-        }
-    }
+/// What the coordinator's effects need: narrow handles, not the whole broker.
+pub(super) struct TxnIo {
+    /// `__transaction_state`, created on first use.
+    pub(super) state: InternalTopic,
+    /// The partitions that get markers.
+    pub(super) registry: Arc<Registry>,
+    pub(super) producer_ids: Arc<ProducerIdManager>,
+    /// Told about markers in `__consumer_offsets` (TxnOffsetCommit's offsets).
+    pub(super) groups: Option<Arc<GroupCoordinator>>,
+    pub(super) metrics: Arc<Metrics>,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub(super) abort_interval_ms: i64,
 }
 
 pub struct TransactionCoordinator {
-    shared: Arc<Shared>,
+    io: Arc<TxnIo>,
     tx: mpsc::Sender<Command>,
 }
 
@@ -120,23 +99,26 @@ impl TransactionCoordinator {
             },
             loaded,
         );
-        let shared = Arc::new(Shared {
-            config,
-            partitions,
-            create: tokio::sync::Mutex::new(()),
+        let io = Arc::new(TxnIo {
+            state: InternalTopic::new(
+                Arc::clone(broker.registry()),
+                TRANSACTION_STATE_TOPIC,
+                partitions,
+                config.segment_bytes,
+            ),
+            registry: Arc::clone(broker.registry()),
+            producer_ids: Arc::clone(&broker.producer_ids),
+            groups: broker.groups().cloned(),
+            metrics: Arc::clone(&broker.metrics),
+            abort_interval_ms: config.abort_interval_ms,
         });
-        let tx = actor::spawn(
-            shard,
-            Arc::downgrade(broker),
-            Arc::clone(&shared),
-            &broker.actors,
-        );
-        TransactionCoordinator { shared, tx }
+        let tx = actor::spawn(shard, Arc::clone(&io), &broker.actors);
+        TransactionCoordinator { io, tx }
     }
 
     /// Creates `__transaction_state` unless it exists.
-    pub async fn ensure_topic(&self, broker: &Arc<Broker>) -> Result<(), ResponseError> {
-        self.shared.ensure_topic(broker).await
+    pub async fn ensure_topic(&self) -> Result<(), ResponseError> {
+        self.io.state.ensure().await
     }
 
     /// Start-up: completes or aborts what a crash left unfinished, then runs the periodic pass
