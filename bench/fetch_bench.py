@@ -161,6 +161,50 @@ def produce_cpu(sluice: str, root: Path, records: int, idle: int) -> tuple[float
         b.stop()
 
 
+def idle_cpu(sluice: str, root: Path, idle: int, seconds: float) -> tuple[float, int]:
+    """Broker CPU over `seconds` of `idle` long-polling consumers and nothing else."""
+    b = Broker(sluice, root)
+    try:
+        b.client("topic", "create", "idle", "--partitions", str(max(idle, 1)))
+        ready, stop, counts = threading.Event(), threading.Event(), [0]
+        th = threading.Thread(target=run_idle, args=(b.port, idle, ready, stop, counts))
+        th.start()
+        if not ready.wait(60):
+            raise RuntimeError("idle consumers did not start")
+        before, polls = b.cpu(), counts[0]
+        time.sleep(seconds)
+        spent, polls = b.cpu() - before, counts[0] - polls
+        stop.set()
+        th.join(30)
+        return spent, polls
+    finally:
+        b.stop()
+
+
+def idle_only(a, builds) -> int:
+    """--idle-only: the builds alternate, each serving the idle consumers alone."""
+    root = Path(tempfile.mkdtemp(prefix="sluice-idle-bench-"))
+    res: dict[str, list] = {n: [] for n, _ in builds}
+    try:
+        for i in range(a.repeats):
+            for name, binary in (builds if i % 2 == 0 else builds[::-1]):
+                spent, polls = idle_cpu(binary, root, a.idle, a.idle_only)
+                res[name].append(spent)
+                print(f"[{name} run {i + 1}] {spent:.2f} s CPU for {polls} idle polls",
+                      file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    med = statistics.median
+    lines = [f"| build | broker CPU s over {a.idle_only:g} s of {a.idle} idle long-polls (median; runs) |",
+             "|---|---|"]
+    for name, _ in builds:
+        lines.append(f"| {name} | {med(res[name]):.2f} ({', '.join(f'{x:.2f}' for x in res[name])}) |")
+    if a.baseline:
+        lines.append(f"\nthis build / baseline: **{med(res['this build']) / med(res['baseline']):.2f}**")
+    print("\n".join(lines))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sluice", required=True)
@@ -172,8 +216,12 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", help="also write the Markdown table here")
+    ap.add_argument("--idle-only", type=float, metavar="SECONDS",
+                    help="only measure the broker's CPU over SECONDS of idle long polls")
     a = ap.parse_args()
     builds = [("this build", a.sluice)] + ([("baseline", a.baseline)] if a.baseline else [])
+    if a.idle_only:
+        return idle_only(a, builds)
     root = Path(tempfile.mkdtemp(prefix="sluice-fetch-bench-"))
     res: dict[str, dict[str, list]] = {n: {"consume": [], "quiet": [], "busy": [], "polls": []} for n, _ in builds}
     try:

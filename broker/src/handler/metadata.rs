@@ -7,6 +7,7 @@
 //! asked for.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -62,22 +63,106 @@ fn error_topic(version: i16, name: Option<String>, id: Uuid, code: i16) -> Metad
         .with_topic_authorized_operations(i32::MIN)
 }
 
-pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
-    let b = ctx.broker;
-    // v0: an empty list means all topics; v1+: null means all, empty means none.
-    let wanted = match req.topics {
-        None => None,
-        Some(t) if t.is_empty() && ctx.version == 0 => None,
-        Some(t) => Some(t),
-    };
-    let allow_auto_create = ctx.version < 4 || req.allow_auto_topic_creation;
-    let include_topic_ops = ctx.version >= 8 && req.include_topic_authorized_operations;
-    let ops = |name: &str| {
-        if include_topic_ops {
+/// What the request asks about each topic.
+struct Asked {
+    allow_auto_create: bool,
+    include_topic_ops: bool,
+}
+
+impl Asked {
+    /// The topic's authorized operations, when asked for.
+    fn ops(&self, ctx: &Ctx<'_>, name: &str) -> i32 {
+        if self.include_topic_ops {
             ctx.authorized_operations(ResourceType::Topic, name)
         } else {
             OPERATIONS_NOT_REQUESTED
         }
+    }
+}
+
+fn refused(ctx: &Ctx<'_>, name: Option<String>, id: Uuid) -> MetadataResponseTopic {
+    error_topic(
+        ctx.version,
+        name,
+        id,
+        ResponseError::TopicAuthorizationFailed.code(),
+    )
+}
+
+/// A topic asked for by name: described, auto-created (with CREATE on the cluster or the
+/// topic, checked only when Kafka would create it), or an error.
+async fn by_name(ctx: &Ctx<'_>, asked: &Asked, name: String) -> MetadataResponseTopic {
+    let b = ctx.broker;
+    if !ctx.authorize_topic(AclOperation::Describe, &name) {
+        return refused(ctx, Some(name), Uuid::nil());
+    }
+    if let Some(topic) = b.topic(&name) {
+        return describe(ctx, &topic, asked.ops(ctx, &name));
+    }
+    let creates = asked.allow_auto_create && b.config.auto_create_topics_enable;
+    let may_create = !creates
+        || ctx.authorize_cluster(AclOperation::Create)
+        || ctx.authorize_topic(AclOperation::Create, &name);
+    if !asked.allow_auto_create {
+        return error_topic(
+            ctx.version,
+            Some(name),
+            Uuid::nil(),
+            ResponseError::UnknownTopicOrPartition.code(),
+        );
+    }
+    if !may_create {
+        return refused(ctx, Some(name), Uuid::nil());
+    }
+    match auto_create(ctx, &name).await {
+        Ok(topic) => describe(ctx, &topic, asked.ops(ctx, &name)),
+        Err(code) => error_topic(ctx.version, Some(name), Uuid::nil(), code),
+    }
+}
+
+/// Creates a missing topic a client asked for: the group coordinator creates its own topic
+/// with its own configs; others need `auto.create.topics.enable`.
+async fn auto_create(ctx: &Ctx<'_>, name: &str) -> Result<Arc<Topic>, i16> {
+    let b = ctx.broker;
+    let not_yet = ResponseError::LeaderNotAvailable.code();
+    if name == crate::group::OFFSETS_TOPIC {
+        let g = b.groups().ok_or(not_yet)?;
+        g.ensure_topic().await.map_err(|_| not_yet)?;
+        return b.topic(name).ok_or(not_yet);
+    }
+    if !b.config.auto_create_topics_enable {
+        return Err(ResponseError::UnknownTopicOrPartition.code());
+    }
+    match b
+        .create_topic(name, b.config.num_partitions, BTreeMap::new(), false)
+        .await
+    {
+        Ok(topic) => Ok(topic),
+        Err((ResponseError::TopicAlreadyExists, _)) => b.topic(name).ok_or(not_yet),
+        Err((code, msg)) => {
+            tracing::debug!(topic = %name, error = %msg, "auto-create refused");
+            Err(code.code())
+        }
+    }
+}
+
+/// A topic asked for by id (v10+). Topic ids are not secret: a refusal names the id, not the
+/// topic.
+fn by_id(ctx: &Ctx<'_>, asked: &Asked, id: Uuid) -> MetadataResponseTopic {
+    match ctx.broker.topic_by_id(&id) {
+        Some(topic) if !ctx.authorize_topic(AclOperation::Describe, &topic.meta.name) => {
+            refused(ctx, None, id)
+        }
+        Some(topic) => describe(ctx, &topic, asked.ops(ctx, &topic.meta.name)),
+        None => error_topic(ctx.version, None, id, ResponseError::UnknownTopicId.code()),
+    }
+}
+
+pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
+    let b = ctx.broker;
+    let asked = Asked {
+        allow_auto_create: ctx.version < 4 || req.allow_auto_topic_creation,
+        include_topic_ops: ctx.version >= 8 && req.include_topic_authorized_operations,
     };
     let cluster_ops =
         if (8..=10).contains(&ctx.version) && req.include_cluster_authorized_operations {
@@ -89,119 +174,26 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataRespo
         } else {
             OPERATIONS_NOT_REQUESTED
         };
-    let may_describe = |name: &str| ctx.authorize_topic(AclOperation::Describe, name);
-    // Auto-creation needs CREATE on the cluster or on the topic (checked only when Kafka would
-    // create the topic).
-    let may_create = |name: &str| {
-        !(allow_auto_create && b.config.auto_create_topics_enable)
-            || ctx.authorize_cluster(AclOperation::Create)
-            || ctx.authorize_topic(AclOperation::Create, name)
-    };
-    let refused = |name: Option<String>, id: Uuid| {
-        error_topic(
-            ctx.version,
-            name,
-            id,
-            ResponseError::TopicAuthorizationFailed.code(),
-        )
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let wanted = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && ctx.version == 0 => None,
+        Some(t) => Some(t),
     };
     let topics = match wanted {
         None => b
             .topics()
             .iter()
-            .filter(|t| may_describe(&t.meta.name))
-            .map(|t| describe(ctx, t, ops(&t.meta.name)))
+            .filter(|t| ctx.authorize_topic(AclOperation::Describe, &t.meta.name))
+            .map(|t| describe(ctx, t, asked.ops(ctx, &t.meta.name)))
             .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for t in list {
-                match t.name {
-                    Some(name) => {
-                        let name = name.0.to_string();
-                        if !may_describe(&name) {
-                            out.push(refused(Some(name), Uuid::nil()));
-                            continue;
-                        }
-                        match b.topic(&name) {
-                            Some(topic) => out.push(describe(ctx, &topic, ops(&name))),
-                            None if allow_auto_create && !may_create(&name) => {
-                                out.push(refused(Some(name), Uuid::nil()));
-                            }
-                            // The group coordinator creates its topic with its own configs.
-                            None if name == crate::group::OFFSETS_TOPIC && allow_auto_create => {
-                                let created = match b.groups() {
-                                    Some(g) => {
-                                        g.ensure_topic().await.ok().and_then(|_| b.topic(&name))
-                                    }
-                                    None => None,
-                                };
-                                match created {
-                                    Some(topic) => out.push(describe(ctx, &topic, ops(&name))),
-                                    None => out.push(error_topic(
-                                        ctx.version,
-                                        Some(name),
-                                        Uuid::nil(),
-                                        ResponseError::LeaderNotAvailable.code(),
-                                    )),
-                                }
-                            }
-                            None if allow_auto_create && b.config.auto_create_topics_enable => {
-                                match b
-                                    .create_topic(
-                                        &name,
-                                        b.config.num_partitions,
-                                        BTreeMap::new(),
-                                        false,
-                                    )
-                                    .await
-                                {
-                                    Ok(topic) => out.push(describe(ctx, &topic, ops(&name))),
-                                    Err((ResponseError::TopicAlreadyExists, _)) => {
-                                        match b.topic(&name) {
-                                            Some(topic) => {
-                                                out.push(describe(ctx, &topic, ops(&name)))
-                                            }
-                                            None => out.push(error_topic(
-                                                ctx.version,
-                                                Some(name),
-                                                Uuid::nil(),
-                                                ResponseError::LeaderNotAvailable.code(),
-                                            )),
-                                        }
-                                    }
-                                    Err((code, msg)) => {
-                                        tracing::debug!(topic = %name, error = %msg, "auto-create refused");
-                                        out.push(error_topic(
-                                            ctx.version,
-                                            Some(name),
-                                            Uuid::nil(),
-                                            code.code(),
-                                        ))
-                                    }
-                                }
-                            }
-                            None => out.push(error_topic(
-                                ctx.version,
-                                Some(name),
-                                Uuid::nil(),
-                                ResponseError::UnknownTopicOrPartition.code(),
-                            )),
-                        }
-                    }
-                    None => match b.topic_by_id(&t.topic_id) {
-                        // Topic ids are not secret: a refusal names the id, not the topic.
-                        Some(topic) if !may_describe(&topic.meta.name) => {
-                            out.push(refused(None, t.topic_id))
-                        }
-                        Some(topic) => out.push(describe(ctx, &topic, ops(&topic.meta.name))),
-                        None => out.push(error_topic(
-                            ctx.version,
-                            None,
-                            t.topic_id,
-                            ResponseError::UnknownTopicId.code(),
-                        )),
-                    },
-                }
+                out.push(match t.name {
+                    Some(name) => by_name(ctx, &asked, name.0.to_string()).await,
+                    None => by_id(ctx, &asked, t.topic_id),
+                });
             }
             out
         }

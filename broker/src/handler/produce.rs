@@ -11,16 +11,19 @@
 //! client's `producer_byte_rate` sensor; over quota, the response carries the throttle time
 //! and the connection mutes for it (acks=0 included, which gets no response).
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use sluice_security::acl::{AclOperation, ResourceType};
 use sluice_security::quota::QuotaType;
 
 use super::Ctx;
 use crate::error::log_error_code;
-use crate::partition::PendingAppend;
+use crate::partition::{Partition, PendingAppend};
 use crate::txn::write::{TxnWrite, WriteError};
 
 /// The header of the first batch when it is a transactional data batch (a request carries
@@ -107,7 +110,6 @@ pub(super) async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> (Option<Produc
 /// Handles the request; `None` for acks=0.
 async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let valid_acks = matches!(acks, -1..=1);
     let transactional_id = req
         .transactional_id
         .as_ref()
@@ -129,30 +131,15 @@ async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     };
     if transactional && refused {
         let code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        let topics = req
-            .topic_data
-            .into_iter()
-            .map(|t| {
-                let partitions = t
-                    .partition_data
-                    .iter()
-                    .map(|p| {
-                        ctx.broker.metrics.error(ctx.api, code);
-                        error_partition(p.index, code)
-                    })
-                    .collect();
-                TopicProduceResponse::default()
-                    .with_name(t.name)
-                    .with_partition_responses(partitions)
-            })
-            .collect();
-        return (acks != 0).then(|| ProduceResponse::default().with_responses(topics));
+        return (acks != 0).then(|| refuse_all(ctx, req, code));
     }
     let mut may_write = ctx.authorizer_cache(AclOperation::Write, ResourceType::Topic);
-    // A transactional request holds its transaction's read lock until every append is done,
-    // so the transaction cannot complete (and write its markers) in between. Taken once per
-    // request, at its first transactional batch.
-    let mut txn: Option<Result<TxnWrite, ResponseError>> = None;
+    let mut appender = Appender {
+        ctx,
+        durable: acks == -1,
+        transactional_id,
+        txn: None,
+    };
     // Queue every partition's append first, then wait: partitions append concurrently, each
     // on its own actor, and acks=all rounds share fsyncs.
     let mut queued = Vec::with_capacity(req.topic_data.len());
@@ -160,88 +147,144 @@ async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
         let name = topic.name.0.to_string();
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
-            let index = p.index;
-            if !may_write.allows(&name) {
-                slots.push(Slot::Done(error_partition(
-                    index,
-                    ResponseError::TopicAuthorizationFailed.code(),
-                )));
-                continue;
-            }
-            if !valid_acks {
-                slots.push(Slot::Done(error_partition(
-                    index,
-                    ResponseError::InvalidRequiredAcks.code(),
-                )));
-                continue;
-            }
-            if name == crate::group::OFFSETS_TOPIC || name == crate::txn::TRANSACTION_STATE_TOPIC {
-                // As Kafka: only the group coordinator writes its internal topic.
-                slots.push(Slot::Done(error_partition(
-                    index,
-                    ResponseError::InvalidTopicException.code(),
-                )));
-                continue;
-            }
-            let Some(partition) = ctx.broker.partition(&name, index) else {
-                slots.push(Slot::Done(error_partition(
-                    index,
-                    ResponseError::UnknownTopicOrPartition.code(),
-                )));
-                continue;
-            };
-            let Some(records) = p.records else {
-                slots.push(Slot::Done(error_partition(
-                    index,
+            let checked = check_partition(ctx, &name, p.index, acks, may_write.allows(&name));
+            slots.push(match (checked, p.records) {
+                (Err(code), _) => Slot::Done(error_partition(p.index, code)),
+                (Ok(_), None) => Slot::Done(error_partition(
+                    p.index,
                     ResponseError::InvalidRecord.code(),
-                )));
-                continue;
-            };
-            let durable = acks == -1;
-            let submitted = match transactional_header(&records) {
-                None => partition
-                    .submit(records, durable)
-                    .await
-                    .map_err(WriteError::Log),
-                Some(h) => {
-                    let producer = (h.producer_id, h.producer_epoch);
-                    if txn.is_none() {
-                        txn = Some(match (&transactional_id, ctx.broker.txns()) {
-                            (None, _) => Err(ResponseError::InvalidTxnState),
-                            (Some(_), None) => Err(ResponseError::CoordinatorNotAvailable),
-                            (Some(id), Some(txns)) => {
-                                TxnWrite::begin(txns, id, producer, false).await
-                            }
-                        });
-                    }
-                    match &txn {
-                        Some(Ok(w)) if w.producer() != producer => {
-                            Err(WriteError::Refused(ResponseError::InvalidProducerEpoch))
-                        }
-                        Some(Ok(w)) => w.submit(&partition, records, durable).await,
-                        Some(Err(e)) => Err(WriteError::Refused(*e)),
-                        None => Err(WriteError::Refused(ResponseError::UnknownServerError)),
-                    }
+                )),
+                (Ok(partition), Some(records)) => {
+                    appender.submit(&partition, p.index, records).await
                 }
-            };
-            slots.push(match submitted {
-                Ok(pending) => Slot::Pending(index, pending),
-                Err(WriteError::Log(e)) => Slot::Done(from_result(ctx.version, index, Err(e))),
-                Err(WriteError::Refused(e)) => Slot::Done(error_partition(index, e.code())),
             });
         }
         queued.push((topic.name, slots));
     }
+    let topics = wait_all(ctx, queued).await;
+    // Every append is done: the transaction may end now.
+    drop(appender);
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}
+
+/// Every partition of the request answered with `code`.
+fn refuse_all(ctx: &Ctx<'_>, req: ProduceRequest, code: i16) -> ProduceResponse {
+    let topics = req
+        .topic_data
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    ctx.broker.metrics.error(ctx.api, code);
+                    error_partition(p.index, code)
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(topics)
+}
+
+/// The partition a batch may be appended to, or the error code the partition answers.
+fn check_partition(
+    ctx: &Ctx<'_>,
+    name: &str,
+    index: i32,
+    acks: i16,
+    may_write: bool,
+) -> Result<Arc<Partition>, i16> {
+    if !may_write {
+        return Err(ResponseError::TopicAuthorizationFailed.code());
+    }
+    if !matches!(acks, -1..=1) {
+        return Err(ResponseError::InvalidRequiredAcks.code());
+    }
+    if name == crate::group::OFFSETS_TOPIC || name == crate::txn::TRANSACTION_STATE_TOPIC {
+        // As Kafka: only the coordinators write their internal topics.
+        return Err(ResponseError::InvalidTopicException.code());
+    }
+    ctx.broker
+        .partition(name, index)
+        .ok_or(ResponseError::UnknownTopicOrPartition.code())
+}
+
+/// Queues a request's batches on their partitions. A transactional request holds its
+/// transaction's write guard until every append is done (the appender is dropped), so the
+/// transaction cannot complete (and write its markers) in between; it is taken once per
+/// request, at its first transactional batch.
+struct Appender<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    durable: bool,
+    transactional_id: Option<String>,
+    txn: Option<Result<TxnWrite, ResponseError>>,
+}
+
+impl Appender<'_, '_> {
+    async fn submit(&mut self, partition: &Partition, index: i32, records: Bytes) -> Slot {
+        let durable = self.durable;
+        let version = self.ctx.version;
+        let submitted = match transactional_header(&records) {
+            None => partition
+                .submit(records, durable)
+                .await
+                .map_err(WriteError::Log),
+            Some(h) => {
+                let producer = (h.producer_id, h.producer_epoch);
+                match self.txn(producer).await {
+                    Ok(w) if w.producer() != producer => {
+                        Err(WriteError::Refused(ResponseError::InvalidProducerEpoch))
+                    }
+                    Ok(w) => w.submit(partition, records, durable).await,
+                    Err(e) => Err(WriteError::Refused(e)),
+                }
+            }
+        };
+        match submitted {
+            Ok(pending) => Slot::Pending(index, pending),
+            Err(WriteError::Log(e)) => Slot::Done(from_result(version, index, Err(e))),
+            Err(WriteError::Refused(e)) => Slot::Done(error_partition(index, e.code())),
+        }
+    }
+
+    /// The request's transactional write, opened by its first transactional batch.
+    async fn txn(&mut self, producer: (i64, i16)) -> Result<&TxnWrite, ResponseError> {
+        if self.txn.is_none() {
+            let txns = self.ctx.broker.txns();
+            self.txn = Some(match (&self.transactional_id, txns) {
+                (None, _) => Err(ResponseError::InvalidTxnState),
+                (Some(_), None) => Err(ResponseError::CoordinatorNotAvailable),
+                (Some(id), Some(txns)) => TxnWrite::begin(txns, id, producer, false).await,
+            });
+        }
+        match &self.txn {
+            Some(Ok(w)) => Ok(w),
+            Some(Err(e)) => Err(*e),
+            None => Err(ResponseError::UnknownServerError),
+        }
+    }
+}
+
+/// Waits for every queued append and builds the topics of the response.
+async fn wait_all(ctx: &Ctx<'_>, queued: Vec<(TopicName, Vec<Slot>)>) -> Vec<TopicProduceResponse> {
     let mut topics = Vec::with_capacity(queued.len());
     for (name, slots) in queued {
         let mut partition_responses = Vec::with_capacity(slots.len());
         for slot in slots {
-            partition_responses.push(match slot {
+            let r = match slot {
                 Slot::Done(r) => r,
                 Slot::Pending(index, pending) => {
                     from_result(ctx.version, index, pending.wait().await)
                 }
-            });
+            };
+            ctx.broker.metrics.error(ctx.api, r.error_code);
+            partition_responses.push(r);
         }
         topics.push(
             TopicProduceResponse::default()
@@ -249,14 +292,5 @@ async fn append(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
                 .with_partition_responses(partition_responses),
         );
     }
-    for t in &topics {
-        for p in &t.partition_responses {
-            ctx.broker.metrics.error(ctx.api, p.error_code);
-        }
-    }
-    drop(txn);
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(topics))
+    topics
 }
