@@ -205,6 +205,47 @@ def idle_only(a, builds) -> int:
     return 0
 
 
+def produce_run(sluice: str, root: Path, records: int, acks: str) -> tuple[float, float]:
+    """One produce of `records` records of 100 B into a fresh broker: (records/s the client
+    saw, broker CPU seconds per million records)."""
+    b = Broker(sluice, root)
+    try:
+        b.client("topic", "create", "busy", "--partitions", "1")
+        before = b.cpu()
+        out = b.client("bench", "produce", "--topic", "busy", "--records", str(records),
+                       "--record-size", "100", "--acks", acks, "--json")
+        spent = b.cpu() - before
+        rate = out["records_per_sec"]
+        return rate, spent / (records / 1e6)
+    finally:
+        b.stop()
+
+
+def produce_only(a, builds) -> int:
+    """--produce-only: the builds alternate, each taking the same produce runs."""
+    root = Path(tempfile.mkdtemp(prefix="sluice-produce-bench-"))
+    rows = [(acks, name) for acks in ("1", "all") for name, _ in builds]
+    res: dict[tuple, list] = {r: [] for r in rows}
+    try:
+        for i in range(a.repeats):
+            for name, binary in (builds if i % 2 == 0 else builds[::-1]):
+                for acks in ("1", "all"):
+                    rate, cpu = produce_run(binary, root, a.produce_only, acks)
+                    res[(acks, name)].append((rate, cpu))
+                    print(f"[{name} run {i + 1} acks={acks}] {rate:,.0f} records/s, "
+                          f"{cpu:.3f} broker CPU s/M", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    med = statistics.median
+    lines = [f"| acks | build | records/s (median) | broker CPU s per M records (median) |",
+             "|---|---|---|---|"]
+    for acks, name in rows:
+        r = res[(acks, name)]
+        lines.append(f"| {acks} | {name} | {med([x[0] for x in r]):,.0f} | {med([x[1] for x in r]):.3f} |")
+    print("\n".join(lines))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sluice", required=True)
@@ -216,12 +257,16 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", help="also write the Markdown table here")
+    ap.add_argument("--produce-only", type=int, metavar="RECORDS",
+                    help="only compare produce runs of RECORDS records of 100 B (acks 1 and all)")
     ap.add_argument("--idle-only", type=float, metavar="SECONDS",
                     help="only measure the broker's CPU over SECONDS of idle long polls")
     a = ap.parse_args()
     builds = [("this build", a.sluice)] + ([("baseline", a.baseline)] if a.baseline else [])
     if a.idle_only:
         return idle_only(a, builds)
+    if a.produce_only:
+        return produce_only(a, builds)
     root = Path(tempfile.mkdtemp(prefix="sluice-fetch-bench-"))
     res: dict[str, dict[str, list]] = {n: {"consume": [], "quiet": [], "busy": [], "polls": []} for n, _ in builds}
     try:
