@@ -225,7 +225,7 @@ fn offset_commit(c: &mut Criterion) {
     };
     rt.block_on(async {
         if let Some(groups) = broker.groups() {
-            groups.ensure_topic(&broker).await.expect("offsets topic");
+            groups.ensure_topic().await.expect("offsets topic");
         }
     });
     let mut g = c.benchmark_group("offset_commit");

@@ -229,7 +229,8 @@ mod tests {
     #[test]
     fn malformed_control_records_are_reported_not_panicked_on() {
         let six = [0u8; 6];
-        let cases: [(Option<&[u8]>, Option<&[u8]>); 6] = [
+        type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+        let cases: [KeyValue<'_>; 6] = [
             (None, Some(&six)),
             (Some(&[0, 0]), Some(&six)),
             (Some(&[0xff, 0xff, 0, 0]), Some(&six)),

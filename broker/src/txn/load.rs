@@ -13,7 +13,7 @@ pub(super) fn load(
 ) -> Result<HashMap<String, TxnMetadata>, log_store::Error> {
     let mut out = HashMap::new();
     partition.replay(4 << 20, |chunk| {
-        for batch in Batches::new(&chunk.bytes, i32::MAX as usize) {
+        for batch in Batches::new(chunk.bytes, i32::MAX as usize) {
             let batch = batch?;
             let header = sluice_records::validate_batch(batch.bytes)?;
             if !header.is_control() {
