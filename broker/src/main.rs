@@ -223,66 +223,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
     // Every listener is bound before the broker opens, so a port conflict fails fast.
-    let mut listeners = Vec::new();
-    for spec in config.security.listeners.clone() {
-        let protocol = config
-            .security
-            .protocol_of(&spec.name)
-            .map_err(anyhow::Error::msg)?;
-        let host = if spec.host.is_empty() {
-            "0.0.0.0"
-        } else {
-            spec.host.as_str()
-        };
-        let addr = format!("{host}:{}", spec.port);
-        let l = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => tokio::net::TcpListener::bind(SocketAddr::new(ip, spec.port)).await,
-            Err(_) => tokio::net::TcpListener::bind(addr.as_str()).await,
-        }
-        .with_context(|| format!("cannot listen on {} ({addr})", spec.name))?;
-        let bound = l.local_addr()?;
-        let advertised = config
-            .security
-            .advertised
-            .iter()
-            .find(|a| a.name == spec.name);
-        let (advertised_host, advertised_port) = match advertised {
-            Some(a) => (a.host.clone(), a.port),
-            None if listeners.is_empty()
-                && config.explicit.contains_key("advertised.listeners") =>
-            {
-                (config.advertised_host.clone(), config.advertised_port)
-            }
-            None => {
-                let host = if bound.ip().is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    bound.ip().to_string()
-                };
-                (host, bound.port())
-            }
-        };
-        let tls = if protocol.tls() {
-            Some(
-                sluice_broker::security::tls::acceptor(&config.security.ssl)
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("listener {}", spec.name))?,
-            )
-        } else {
-            None
-        };
-        listeners.push((
-            l,
-            server::ListenerInfo {
-                name: spec.name.clone(),
-                protocol,
-                bound,
-                advertised_host,
-                advertised_port,
-            },
-            tls,
-        ));
-    }
+    let listeners = bind_listeners(&config).await?;
     let bound = listeners
         .first()
         .map(|(_, i, _)| i.bound)
@@ -356,6 +297,76 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("clean shutdown complete");
     Ok(())
+}
+
+/// A bound Kafka listener: its socket, what it advertises, and its TLS acceptor.
+type BoundListener = (
+    tokio::net::TcpListener,
+    server::ListenerInfo,
+    Option<tokio_rustls::TlsAcceptor>,
+);
+
+/// Binds every configured Kafka listener, with the address it advertises: the configured
+/// `advertised.listeners` entry, else the bound address (127.0.0.1 for a wildcard bind).
+async fn bind_listeners(config: &BrokerConfig) -> anyhow::Result<Vec<BoundListener>> {
+    let mut listeners: Vec<BoundListener> = Vec::new();
+    for spec in config.security.listeners.clone() {
+        let protocol = config
+            .security
+            .protocol_of(&spec.name)
+            .map_err(anyhow::Error::msg)?;
+        let host = if spec.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            spec.host.as_str()
+        };
+        let addr = format!("{host}:{}", spec.port);
+        let l = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => tokio::net::TcpListener::bind(SocketAddr::new(ip, spec.port)).await,
+            Err(_) => tokio::net::TcpListener::bind(addr.as_str()).await,
+        }
+        .with_context(|| format!("cannot listen on {} ({addr})", spec.name))?;
+        let bound = l.local_addr()?;
+        let advertised = config
+            .security
+            .advertised
+            .iter()
+            .find(|a| a.name == spec.name);
+        let (advertised_host, advertised_port) = match advertised {
+            Some(a) => (a.host.clone(), a.port),
+            None if listeners.is_empty()
+                && config.explicit.contains_key("advertised.listeners") =>
+            {
+                (config.advertised_host.clone(), config.advertised_port)
+            }
+            None => {
+                let host = if bound.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    bound.ip().to_string()
+                };
+                (host, bound.port())
+            }
+        };
+        let tls = if protocol.tls() {
+            Some(
+                sluice_broker::security::tls::acceptor(&config.security.ssl)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("listener {}", spec.name))?,
+            )
+        } else {
+            None
+        };
+        let info = server::ListenerInfo {
+            name: spec.name.clone(),
+            protocol,
+            bound,
+            advertised_host,
+            advertised_port,
+        };
+        listeners.push((l, info, tls));
+    }
+    Ok(listeners)
 }
 
 async fn wait_for_signal() {

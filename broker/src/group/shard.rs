@@ -407,6 +407,7 @@ impl GroupShard {
         }
     }
 
+    /// An append to the offsets topic completed (or failed): what was waiting for it goes on.
     fn persisted(&mut self, now: i64, id: PersistId, result: Result<(), i16>) {
         let Some(pending) = self.io.pending.remove(&id) else {
             tracing::error!(id, "completion of an unknown offsets-topic append");
@@ -418,61 +419,15 @@ impl GroupShard {
         match pending {
             Pending::Nothing => {}
             Pending::ConsumerReply { reply, response } => {
-                if reply != super::consumer_heartbeat::NO_REPLY {
-                    let response = match result {
-                        Ok(()) => response,
-                        Err(code) => super::api::ConsumerHeartbeatResponse {
-                            error: code,
-                            ..super::api::ConsumerHeartbeatResponse::error(
-                                kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
-                                None,
-                            )
-                        },
-                    };
-                    self.io.reply(reply, Reply::ConsumerHeartbeat(response));
-                }
+                self.consumer_stored(reply, response, result)
             }
             Pending::Commit {
                 reply,
                 group,
-                mut results,
+                results,
                 offsets,
             } => {
-                match result {
-                    Ok(()) => {
-                        if let Some(g) = self.groups.get_mut(&group) {
-                            if g.is(GroupState::Dead) {
-                                // The group's tombstones were emitted after this commit: follow
-                                // them with the commit's own, so a replay loses it too.
-                                let tombstones = offsets
-                                    .iter()
-                                    .map(|((topic, partition), _)| OffsetsRecord::Offset {
-                                        group: group.clone(),
-                                        topic: topic.clone(),
-                                        partition: *partition,
-                                        value: None,
-                                    })
-                                    .collect();
-                                self.io.persist(tombstones, Pending::Nothing);
-                            } else {
-                                for (tp, v) in offsets {
-                                    g.offsets.insert(tp, v);
-                                }
-                            }
-                        }
-                    }
-                    Err(code) => {
-                        for (topic, partition, e) in &mut results {
-                            if *e == super::api::NONE
-                                && offsets
-                                    .iter()
-                                    .any(|((t, p), _)| t == topic && p == partition)
-                            {
-                                *e = code;
-                            }
-                        }
-                    }
-                }
+                let results = self.commit_stored(&group, results, offsets, result);
                 self.io.reply(reply, Reply::Commit(results));
             }
             Pending::Sync {
@@ -509,60 +464,148 @@ impl GroupShard {
                 group,
                 partitions,
                 reply,
-            } => {
-                if result.is_ok() {
-                    if let Some(g) = self.groups.get_mut(&group) {
-                        for tp in &partitions {
-                            g.offsets.remove(tp);
-                        }
-                    }
-                }
-                if let Some((id, reply)) = reply {
-                    let reply = match (reply, result) {
-                        (Reply::DeleteOffsets(mut r), Err(code)) => {
-                            for (_, _, e) in &mut r.partitions {
-                                if *e == super::api::NONE {
-                                    *e = code;
-                                }
-                            }
-                            Reply::DeleteOffsets(r)
-                        }
-                        (r, _) => r,
-                    };
-                    self.io.reply(id, reply);
-                }
-            }
+            } => self.offsets_removed(&group, &partitions, reply, result),
             Pending::RemoveGroups {
                 groups,
                 reply,
-                mut results,
-            } => {
-                for id in &groups {
-                    match result {
-                        Ok(()) => {
-                            self.groups.remove(id);
-                        }
-                        Err(_) => {
-                            // The tombstones are not in the log: the group lives on, empty.
-                            if let Some(g) = self.groups.get_mut(id) {
-                                if g.is(GroupState::Dead) {
-                                    g.transition(GroupState::Empty, now);
-                                }
-                            }
-                        }
-                    }
-                }
-                if let Err(code) = result {
-                    for (g, e) in &mut results {
-                        if *e == super::api::NONE && groups.contains(g) {
-                            *e = code;
-                        }
-                    }
-                }
-                if let Some(id) = reply {
-                    self.io.reply(id, Reply::DeleteGroups(results));
+                results,
+            } => self.groups_removed(now, &groups, reply, results, result),
+        }
+    }
+
+    /// A consumer group is stored: its heartbeat is answered (with the append's error).
+    fn consumer_stored(
+        &mut self,
+        reply: ReplyId,
+        response: super::api::ConsumerHeartbeatResponse,
+        result: Result<(), i16>,
+    ) {
+        if reply == super::consumer_heartbeat::NO_REPLY {
+            return;
+        }
+        let response = match result {
+            Ok(()) => response,
+            Err(code) => super::api::ConsumerHeartbeatResponse {
+                error: code,
+                ..super::api::ConsumerHeartbeatResponse::error(
+                    kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
+                    None,
+                )
+            },
+        };
+        self.io.reply(reply, Reply::ConsumerHeartbeat(response));
+    }
+
+    /// An OffsetCommit is stored: its offsets take effect (unless the group died meanwhile),
+    /// or its partitions get the append's error.
+    fn commit_stored(
+        &mut self,
+        group: &str,
+        mut results: Vec<(String, i32, i16)>,
+        offsets: Vec<((String, i32), OffsetValue)>,
+        result: Result<(), i16>,
+    ) -> Vec<(String, i32, i16)> {
+        if let Err(code) = result {
+            for (topic, partition, e) in &mut results {
+                let committed = offsets
+                    .iter()
+                    .any(|((t, p), _)| t == topic && p == partition);
+                if *e == super::api::NONE && committed {
+                    *e = code;
                 }
             }
+            return results;
+        }
+        let Some(g) = self.groups.get_mut(group) else {
+            return results;
+        };
+        if g.is(GroupState::Dead) {
+            // The group's tombstones were emitted after this commit: follow them with the
+            // commit's own, so a replay loses it too.
+            let tombstones = offsets
+                .iter()
+                .map(|((topic, partition), _)| OffsetsRecord::Offset {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    value: None,
+                })
+                .collect();
+            self.io.persist(tombstones, Pending::Nothing);
+        } else {
+            for (tp, v) in offsets {
+                g.offsets.insert(tp, v);
+            }
+        }
+        results
+    }
+
+    /// Offsets deleted (OffsetDelete or expiry) are stored: they go, and the request (if any)
+    /// is answered.
+    fn offsets_removed(
+        &mut self,
+        group: &str,
+        partitions: &[(String, i32)],
+        reply: Option<(ReplyId, Reply)>,
+        result: Result<(), i16>,
+    ) {
+        if result.is_ok() {
+            if let Some(g) = self.groups.get_mut(group) {
+                for tp in partitions {
+                    g.offsets.remove(tp);
+                }
+            }
+        }
+        let Some((id, reply)) = reply else {
+            return;
+        };
+        let reply = match (reply, result) {
+            (Reply::DeleteOffsets(mut r), Err(code)) => {
+                for (_, _, e) in &mut r.partitions {
+                    if *e == super::api::NONE {
+                        *e = code;
+                    }
+                }
+                Reply::DeleteOffsets(r)
+            }
+            (r, _) => r,
+        };
+        self.io.reply(id, reply);
+    }
+
+    /// Deleted groups' tombstones are stored: the groups go; if the append failed they live on,
+    /// empty, and their results get its error.
+    fn groups_removed(
+        &mut self,
+        now: i64,
+        groups: &[String],
+        reply: Option<ReplyId>,
+        mut results: Vec<(String, i16)>,
+        result: Result<(), i16>,
+    ) {
+        for id in groups {
+            match result {
+                Ok(()) => {
+                    self.groups.remove(id);
+                }
+                Err(_) => {
+                    if let Some(g) = self.groups.get_mut(id) {
+                        if g.is(GroupState::Dead) {
+                            g.transition(GroupState::Empty, now);
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(code) = result {
+            for (g, e) in &mut results {
+                if *e == super::api::NONE && groups.contains(g) {
+                    *e = code;
+                }
+            }
+        }
+        if let Some(id) = reply {
+            self.io.reply(id, Reply::DeleteGroups(results));
         }
     }
 }

@@ -353,6 +353,51 @@ async fn checkpoint_store(
     .await
 }
 
+/// The upstream watermarks a stage after the first combines: one per partition of the
+/// previous stage's input, which all write to the repartition topic this stage reads.
+fn upstream_for(broker: &Broker, spec: &TransformSpec, stage: &StageSpec) -> Upstream {
+    if stage.index == 0 {
+        return Upstream::default();
+    }
+    let prev = spec
+        .stages()
+        .into_iter()
+        .find(|s| s.index + 1 == stage.index);
+    Upstream::new(
+        prev.and_then(|s| broker.topic(&s.input_topic))
+            .map_or(0, |t| t.partitions.len()),
+    )
+}
+
+/// Readers of every partition of the stage's join tables, from the start.
+fn table_readers(broker: &Broker, stage: &StageSpec) -> Vec<(String, PartitionReader)> {
+    let mut tables = Vec::new();
+    for t in &stage.tables {
+        let count = broker.topic(t).map_or(0, |t| t.partitions.len());
+        for p in 0..count {
+            tables.push((t.clone(), PartitionReader::new(t.clone(), p as i32, 0)));
+        }
+    }
+    tables
+}
+
+/// The append signals of every partition the task reads.
+fn append_watch(
+    broker: &Broker,
+    input: &PartitionReader,
+    other: Option<&PartitionReader>,
+    tables: &[(String, PartitionReader)],
+) -> AppendWatch {
+    let mut read: Vec<(&str, i32)> = vec![(input.topic.as_str(), input.partition)];
+    read.extend(other.map(|o| (o.topic.as_str(), o.partition)));
+    read.extend(tables.iter().map(|(t, r)| (t.as_str(), r.partition)));
+    let parts: Vec<_> = read
+        .into_iter()
+        .filter_map(|(t, p)| broker.partition(t, p))
+        .collect();
+    AppendWatch::new(parts.iter().map(Some))
+}
+
 /// A task between its start and the end of a run: its session, operators, readers and
 /// what it has produced since its last commit.
 struct Running<'a> {
@@ -435,20 +480,10 @@ impl<'a> Running<'a> {
         })?;
         let mut task = StageTask::new(spec, stage.index, partition)
             .map_err(|e| Ended::Stopped(e.to_string()))?;
-        let mut upstream = Upstream::default();
         if stage.index > 0 {
             task.set_watermark_from_records(false);
-            // The stage reads a repartition topic that every partition of the previous stage's
-            // input writes to.
-            let prev = spec
-                .stages()
-                .into_iter()
-                .find(|s| s.index + 1 == stage.index);
-            upstream = Upstream::new(
-                prev.and_then(|s| broker.topic(&s.input_topic))
-                    .map_or(0, |t| t.partitions.len()),
-            );
         }
+        let mut upstream = upstream_for(broker, spec, stage);
         // State: the local store's entries, then the changelog after its checkpoint (committed
         // entries only); the whole changelog when there is no usable checkpoint.
         if let Some(changelog) = &stage.changelog_topic {
@@ -473,13 +508,7 @@ impl<'a> Running<'a> {
             )),
             operators::StageOutput::Sink => None,
         };
-        let mut tables: Vec<(String, PartitionReader)> = Vec::new();
-        for t in &stage.tables {
-            let count = broker.topic(t).map_or(0, |t| t.partitions.len());
-            for p in 0..count {
-                tables.push((t.clone(), PartitionReader::new(t.clone(), p as i32, 0)));
-            }
-        }
+        let tables = table_readers(broker, stage);
         let committed = |topic: String| {
             let group = group.clone();
             async move {
@@ -501,20 +530,7 @@ impl<'a> Running<'a> {
             let from = committed(topic.clone()).await?;
             other = Some(PartitionReader::new(topic.clone(), partition, from));
         }
-        let appended = {
-            let mut read: Vec<(&str, i32)> = vec![(&stage.input_topic, partition)];
-            read.extend(
-                other
-                    .as_ref()
-                    .map(|o: &PartitionReader| (o.topic.as_str(), partition)),
-            );
-            read.extend(tables.iter().map(|(t, r)| (t.as_str(), r.partition)));
-            let parts: Vec<_> = read
-                .into_iter()
-                .filter_map(|(t, p)| broker.partition(t, p))
-                .collect();
-            AppendWatch::new(parts.iter().map(Some))
-        };
+        let appended = append_watch(broker, &input, other.as_ref(), &tables);
         let pending = Pending::new(
             partition,
             stage.changelog_topic.clone(),

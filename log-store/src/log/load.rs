@@ -70,103 +70,28 @@ impl Log {
         let mut report = RecoveryReport::default();
         let (bases, swapped) = Self::scan_dir(dir)?;
         let checkpoint = PartitionCheckpoint::read(dir)?;
-        let clean = checkpoint.is_some_and(|c| c.clean_shutdown);
-        report.clean_shutdown = clean;
-        let recover_from = match checkpoint {
-            Some(c) if c.clean_shutdown => i64::MAX,
-            Some(c) => c.recovery_point,
-            None => i64::MIN,
+        report.clean_shutdown = checkpoint.is_some_and(|c| c.clean_shutdown);
+        let opening = Opening {
+            dir,
+            sizing: sizing(&config),
+            now_ms,
+            storage: &storage,
         };
-        // Segments from the one holding the recovery point onwards are scanned in full.
-        let first_unflushed = if recover_from == i64::MAX {
-            i64::MAX
-        } else {
-            bases
-                .iter()
-                .rev()
-                .find(|b| **b <= recover_from)
-                .copied()
-                .unwrap_or(i64::MIN)
-        };
-        let sizing = sizing(&config);
-        let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
-        let mut prev_next: i64 = i64::MIN;
-        let mut cut = false;
-        let mut recovered = Vec::new();
-        for &base in &bases {
-            if cut {
-                // Everything after a truncation point follows a hole: drop it, as Kafka does.
-                let seg = Segment::open(dir, base, sizing, false, now_ms, &storage)?;
-                tracing::warn!(path = %seg.log_path().display(), "deleting segment after truncated data");
-                seg.delete_files()?;
-                report.segments_deleted += 1;
-                continue;
-            }
-            let mut seg = Segment::open(dir, base, sizing, false, now_ms, &storage)?;
-            if prev_next > base {
-                return Err(Error::Corrupted {
-                    path: seg.log_path().to_path_buf(),
-                    position: 0,
-                    reason: format!(
-                        "segment starts at {base}, inside the previous one (ends at {prev_next})"
-                    ),
-                });
-            }
-            // A segment that an interrupted cleaner swap just completed has no indexes yet.
-            let must_scan = base >= first_unflushed || swapped.contains(&base);
-            let loaded = if must_scan {
-                Err(None)
-            } else {
-                seg.load().map_err(Some)
-            };
-            if let Err(why) = loaded {
-                if let Some(e) = why {
-                    tracing::warn!(error = %e, "segment failed its consistency check; scanning it");
-                }
-                let r = seg.recover(prev_next)?;
-                report.segments_scanned += 1;
-                report.indexes_rebuilt += 1;
-                report.batches_scanned += r.batches;
-                report.bytes_scanned += r.valid_bytes;
-                if r.truncated_bytes > 0 {
-                    tracing::warn!(
-                        path = %seg.log_path().display(),
-                        offset = seg.next_offset(),
-                        position = r.valid_bytes,
-                        bytes = r.truncated_bytes,
-                        "truncated invalid data at the end of the log"
-                    );
-                    report.truncated_bytes += r.truncated_bytes;
-                    report.truncated_at_offset = Some(seg.next_offset());
-                    cut = true;
-                }
-                if r.batches > 0 || r.valid_bytes > 0 {
-                    seg.sync_data()?;
-                }
-                recovered.push(base);
-            }
-            prev_next = seg.next_offset();
-            segments.insert(base, seg);
-        }
-        // Recovery grew the rebuilt indexes; trim those of closed segments again.
-        let last_base = segments.keys().next_back().copied();
-        for base in recovered {
-            if Some(base) != last_base {
-                if let Some(seg) = segments.get_mut(&base) {
-                    seg.seal()?;
-                }
-            }
-        }
-        let log_start_offset_cp = checkpoint.map(|c| c.log_start_offset);
+        let mut segments = opening.load_segments(
+            &bases,
+            &swapped,
+            first_unflushed(checkpoint, &bases),
+            &mut report,
+        )?;
         let first_base = segments.keys().next().copied();
-        let start = match (log_start_offset_cp, first_base) {
+        let start = match (checkpoint.map(|c| c.log_start_offset), first_base) {
             (Some(c), Some(b)) => c.max(b),
             (Some(c), None) => c,
             (None, Some(b)) => b,
             (None, None) => 0,
         };
         if segments.is_empty() {
-            let seg = Segment::open(dir, start, sizing, true, now_ms, &storage)?;
+            let seg = Segment::open(dir, start, opening.sizing, true, now_ms, &storage)?;
             segments.insert(start, seg);
             sync_dir(dir)?;
         }
@@ -194,9 +119,18 @@ impl Log {
         log.recovery_point = leo;
         log.active_mut().prepare_for_append()?;
         log.leader_epochs.truncate_from_end(leo)?;
-        // A damaged transaction index is rebuilt by replaying from a snapshot at or before its
-        // segment (one is kept at each segment base).
-        let damaged: Vec<i64> = log
+        log.restore_producers(leo, &mut report)?;
+        // From now on a crash is not a clean shutdown.
+        log.write_checkpoint(false)?;
+        Ok((log, report))
+    }
+
+    /// Rebuilds the producer state: the newest snapshot at or before the (possibly truncated)
+    /// log end, then the batch headers after it, which also rebuild damaged transaction
+    /// indexes (replayed from a snapshot at or before their segment; one is kept at each
+    /// segment base). Snapshots past the log end go.
+    fn restore_producers(&mut self, leo: i64, report: &mut RecoveryReport) -> Result<()> {
+        let damaged: Vec<i64> = self
             .segments
             .values()
             .filter(|s| s.txn_index_was_cut())
@@ -204,16 +138,12 @@ impl Log {
             .collect();
         report.txn_indexes_repaired = damaged.len();
         let replay_at_most = damaged.first().copied().unwrap_or(i64::MAX);
-        // Snapshots past the (possibly truncated) log end go; the newest other one plus the
-        // headers after it rebuild the producer state and the transaction indexes past it.
-        let (state, snapshot) = ProducerState::load(dir, leo, replay_at_most)?;
-        log.producer_state = state;
+        let (state, snapshot) = ProducerState::load(&self.dir, leo, replay_at_most)?;
+        self.producer_state = state;
         report.producer_snapshot_offset = snapshot;
         report.producer_batches_replayed =
-            log.replay_producer_state(snapshot.unwrap_or(i64::MIN))?;
-        // From now on a crash is not a clean shutdown.
-        log.write_checkpoint(false)?;
-        Ok((log, report))
+            self.replay_producer_state(snapshot.unwrap_or(i64::MIN))?;
+        Ok(())
     }
 
     /// Lists segment bases, deletes leftovers (tmp files, unfinished cleaner output, orphan
@@ -355,4 +285,124 @@ impl Log {
         }
         Ok(replayed)
     }
+}
+
+/// The base of the first segment recovery must scan in full: the one holding the recovery
+/// point (none after a clean shutdown; all without a checkpoint).
+fn first_unflushed(checkpoint: Option<PartitionCheckpoint>, bases: &[i64]) -> i64 {
+    let recover_from = match checkpoint {
+        Some(c) if c.clean_shutdown => return i64::MAX,
+        Some(c) => c.recovery_point,
+        None => i64::MIN,
+    };
+    bases
+        .iter()
+        .rev()
+        .find(|b| **b <= recover_from)
+        .copied()
+        .unwrap_or(i64::MIN)
+}
+
+/// What opening a log's segments needs.
+struct Opening<'a> {
+    dir: &'a Path,
+    sizing: SegmentSizing,
+    now_ms: i64,
+    storage: &'a Storage,
+}
+
+impl Opening<'_> {
+    /// Opens every segment: loads those before `first_unflushed` (checking their indexes),
+    /// scans the others (and any that fails its check) to the last valid batch, and drops
+    /// everything after a truncation point, as Kafka does.
+    fn load_segments(
+        &self,
+        bases: &[i64],
+        swapped: &[i64],
+        first_unflushed: i64,
+        report: &mut RecoveryReport,
+    ) -> Result<BTreeMap<i64, Segment>> {
+        let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
+        let mut prev_next: i64 = i64::MIN;
+        let mut cut = false;
+        let mut recovered = Vec::new();
+        for &base in bases {
+            let mut seg = Segment::open(
+                self.dir,
+                base,
+                self.sizing,
+                false,
+                self.now_ms,
+                self.storage,
+            )?;
+            if cut {
+                // Everything after a truncation point follows a hole.
+                tracing::warn!(path = %seg.log_path().display(), "deleting segment after truncated data");
+                seg.delete_files()?;
+                report.segments_deleted += 1;
+                continue;
+            }
+            if prev_next > base {
+                return Err(Error::Corrupted {
+                    path: seg.log_path().to_path_buf(),
+                    position: 0,
+                    reason: format!(
+                        "segment starts at {base}, inside the previous one (ends at {prev_next})"
+                    ),
+                });
+            }
+            // A segment that an interrupted cleaner swap just completed has no indexes yet.
+            let must_scan = base >= first_unflushed || swapped.contains(&base);
+            let loaded = if must_scan {
+                Err(None)
+            } else {
+                seg.load().map_err(Some)
+            };
+            if let Err(why) = loaded {
+                if let Some(e) = why {
+                    tracing::warn!(error = %e, "segment failed its consistency check; scanning it");
+                }
+                cut = scan_segment(&mut seg, prev_next, report)?;
+                recovered.push(base);
+            }
+            prev_next = seg.next_offset();
+            segments.insert(base, seg);
+        }
+        // Recovery grew the rebuilt indexes; trim those of closed segments again.
+        let last_base = segments.keys().next_back().copied();
+        for base in recovered {
+            if Some(base) != last_base {
+                if let Some(seg) = segments.get_mut(&base) {
+                    seg.seal()?;
+                }
+            }
+        }
+        Ok(segments)
+    }
+}
+
+/// Scans one segment to its last valid batch, rebuilding its indexes; `true` when invalid data
+/// was cut off its end (what follows must go).
+fn scan_segment(seg: &mut Segment, prev_next: i64, report: &mut RecoveryReport) -> Result<bool> {
+    let r = seg.recover(prev_next)?;
+    report.segments_scanned += 1;
+    report.indexes_rebuilt += 1;
+    report.batches_scanned += r.batches;
+    report.bytes_scanned += r.valid_bytes;
+    let cut = r.truncated_bytes > 0;
+    if cut {
+        tracing::warn!(
+            path = %seg.log_path().display(),
+            offset = seg.next_offset(),
+            position = r.valid_bytes,
+            bytes = r.truncated_bytes,
+            "truncated invalid data at the end of the log"
+        );
+        report.truncated_bytes += r.truncated_bytes;
+        report.truncated_at_offset = Some(seg.next_offset());
+    }
+    if r.batches > 0 || r.valid_bytes > 0 {
+        seg.sync_data()?;
+    }
+    Ok(cut)
 }
