@@ -286,22 +286,7 @@ impl ConsumerGroup {
         req: &ConsumerHeartbeatRequest,
         config: &GroupConfig,
     ) -> Result<ConsumerHeartbeatResponse, Refusal> {
-        let by_id: BTreeMap<Uuid, &String> = req
-            .topics
-            .iter()
-            .map(|(name, (id, _))| (*id, name))
-            .collect();
-        let owned: Option<Assignment> = req.owned.as_ref().map(|tps| {
-            let mut a = Assignment::new();
-            for (id, ps) in tps {
-                if let Some(name) = by_id.get(id) {
-                    a.entry((*name).clone())
-                        .or_default()
-                        .extend(ps.iter().copied());
-                }
-            }
-            a
-        });
+        let owned = owned_assignment(req);
         let session_ms = i64::from(config.consumer_session_timeout_ms);
         let member_id = if req.member_id.is_empty() {
             req.new_member_id.clone()
@@ -360,31 +345,7 @@ impl ConsumerGroup {
         };
         let before = (m.member_epoch, m.assigned.clone());
         m.session_deadline_ms = now.saturating_add(session_ms);
-        let mut changed = joined;
-        if req.rebalance_timeout_ms >= 0 {
-            m.rebalance_timeout_ms = req.rebalance_timeout_ms;
-        }
-        if req.rack_id.is_some() {
-            m.rack_id.clone_from(&req.rack_id);
-        }
-        if let Some(names) = &req.subscribed_topic_names {
-            let subs: BTreeSet<String> = names.iter().cloned().collect();
-            if subs != m.subscribed_topics {
-                m.subscribed_topics = subs;
-                changed = true;
-            }
-        }
-        if let Some(re) = &req.subscribed_topic_regex {
-            let re = (!re.is_empty()).then(|| re.clone());
-            if re != m.subscribed_regex {
-                m.subscribed_regex = re;
-                changed = true;
-            }
-        }
-        if req.server_assignor.is_some() && req.server_assignor != m.server_assignor {
-            m.server_assignor.clone_from(&req.server_assignor);
-            changed = true;
-        }
+        let mut changed = update_member(m, req) || joined;
         // One advance of the group epoch for everything this heartbeat changed.
         changed |= self.resolve_regexes(&req.topics);
         if self.refresh_topics(&req.topics) || changed {
@@ -470,4 +431,56 @@ impl ConsumerGroup {
         );
         Ok(true)
     }
+}
+
+/// The partitions a heartbeat says its member owns, by topic name (ids it does not know are
+/// left out).
+fn owned_assignment(req: &ConsumerHeartbeatRequest) -> Option<Assignment> {
+    let by_id: BTreeMap<Uuid, &String> = req
+        .topics
+        .iter()
+        .map(|(name, (id, _))| (*id, name))
+        .collect();
+    req.owned.as_ref().map(|tps| {
+        let mut a = Assignment::new();
+        for (id, ps) in tps {
+            if let Some(name) = by_id.get(id) {
+                a.entry((*name).clone())
+                    .or_default()
+                    .extend(ps.iter().copied());
+            }
+        }
+        a
+    })
+}
+
+/// Applies what a heartbeat may change of its member (fields sent as null keep their value);
+/// `true` when its subscription or assignor changed (the group epoch must advance).
+fn update_member(m: &mut ConsumerMember, req: &ConsumerHeartbeatRequest) -> bool {
+    let mut changed = false;
+    if req.rebalance_timeout_ms >= 0 {
+        m.rebalance_timeout_ms = req.rebalance_timeout_ms;
+    }
+    if req.rack_id.is_some() {
+        m.rack_id.clone_from(&req.rack_id);
+    }
+    if let Some(names) = &req.subscribed_topic_names {
+        let subs: BTreeSet<String> = names.iter().cloned().collect();
+        if subs != m.subscribed_topics {
+            m.subscribed_topics = subs;
+            changed = true;
+        }
+    }
+    if let Some(re) = &req.subscribed_topic_regex {
+        let re = (!re.is_empty()).then(|| re.clone());
+        if re != m.subscribed_regex {
+            m.subscribed_regex = re;
+            changed = true;
+        }
+    }
+    if req.server_assignor.is_some() && req.server_assignor != m.server_assignor {
+        m.server_assignor.clone_from(&req.server_assignor);
+        changed = true;
+    }
+    changed
 }

@@ -43,43 +43,9 @@ impl GroupShard {
         let Some(mut op) = self.op(&req.group_id, now) else {
             return;
         };
-        let g = &op.g;
-        let instance = req.group_instance_id.as_deref();
-        let as_member = req.generation_id >= 0 || !req.member_id.is_empty() || instance.is_some();
-        let refused = if let Some(c) = g.consumer.as_deref() {
-            // KIP-848: the member epoch fences commits (Kafka's `validateOffsetCommit`).
-            if req.generation_id < 0 && c.members.is_empty() {
-                None
-            } else {
-                match c.members.get(&req.member_id) {
-                    None => Some(E::UnknownMemberId),
-                    Some(m) if m.member_epoch != req.generation_id => Some(E::StaleMemberEpoch),
-                    Some(_) => None,
-                }
-            }
-        } else if g.is(GroupState::Dead) {
-            Some(E::CoordinatorNotAvailable)
-        } else if req.generation_id < 0 && g.is(GroupState::Empty) {
-            None
-        } else if as_member {
-            if g.is_static_member_fenced(instance, &req.member_id) {
-                Some(E::FencedInstanceId)
-            } else if !g.members.contains_key(&req.member_id) {
-                Some(E::UnknownMemberId)
-            } else if req.generation_id != g.generation_id {
-                Some(E::IllegalGeneration)
-            } else {
-                None
-            }
-        } else {
-            // Without member id and generation, commits are only for empty groups.
-            Some(E::UnknownMemberId)
-        };
-        let refused = refused.or(if g.is(GroupState::CompletingRebalance) {
-            Some(E::RebalanceInProgress)
-        } else {
-            None
-        });
+        let as_member =
+            req.generation_id >= 0 || !req.member_id.is_empty() || req.group_instance_id.is_some();
+        let refused = commit_refusal(op.g, &req, as_member);
         if let Some(e) = refused {
             op.io.reply(reply, Reply::Commit(all(e.code())));
             return;
@@ -419,4 +385,45 @@ fn tombstones(g: &ClassicGroup) -> Vec<OffsetsRecord> {
         });
     }
     out
+}
+
+/// Why an OffsetCommit is refused, if it is: the member's epoch fences it in a consumer-protocol
+/// group (KIP-848), the member and generation in a classic one (commits without them only for
+/// empty groups), and no commit during CompletingRebalance.
+fn commit_refusal(g: &ClassicGroup, req: &CommitRequest, as_member: bool) -> Option<E> {
+    let instance = req.group_instance_id.as_deref();
+    let refused = if let Some(c) = g.consumer.as_deref() {
+        // KIP-848: the member epoch fences commits (Kafka's `validateOffsetCommit`).
+        if req.generation_id < 0 && c.members.is_empty() {
+            None
+        } else {
+            match c.members.get(&req.member_id) {
+                None => Some(E::UnknownMemberId),
+                Some(m) if m.member_epoch != req.generation_id => Some(E::StaleMemberEpoch),
+                Some(_) => None,
+            }
+        }
+    } else if g.is(GroupState::Dead) {
+        Some(E::CoordinatorNotAvailable)
+    } else if req.generation_id < 0 && g.is(GroupState::Empty) {
+        None
+    } else if as_member {
+        if g.is_static_member_fenced(instance, &req.member_id) {
+            Some(E::FencedInstanceId)
+        } else if !g.members.contains_key(&req.member_id) {
+            Some(E::UnknownMemberId)
+        } else if req.generation_id != g.generation_id {
+            Some(E::IllegalGeneration)
+        } else {
+            None
+        }
+    } else {
+        // Without member id and generation, commits are only for empty groups.
+        Some(E::UnknownMemberId)
+    };
+    refused.or(if g.is(GroupState::CompletingRebalance) {
+        Some(E::RebalanceInProgress)
+    } else {
+        None
+    })
 }

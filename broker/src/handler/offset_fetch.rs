@@ -124,62 +124,74 @@ fn answer(o: Option<crate::group::records::OffsetValue>) -> (i64, i32, String, i
 }
 
 pub(super) async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
-    let v = ctx.version;
-    if v >= 8 {
-        let mut groups = Vec::with_capacity(req.groups.len());
-        for g in req.groups {
-            let topics = g.topics.map(|ts| {
-                ts.into_iter()
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
-                    .collect()
-            });
-            let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-            let member = (v >= 9).then(|| {
-                let id = g.member_id.map(|m| m.to_string()).unwrap_or_default();
-                (id, g.member_epoch)
-            });
-            groups.push(
-                match fetch(
-                    ctx,
-                    g.group_id.0.to_string(),
-                    topics,
-                    member,
-                    req.require_stable,
-                )
-                .await
-                {
-                    Ok(found) => group.with_topics(
-                        found
-                            .into_iter()
-                            .map(|(topic, parts)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(sb(topic)))
-                                    .with_partitions(
-                                        parts
-                                            .into_iter()
-                                            .map(|(p, (offset, epoch, meta, error))| {
-                                                ctx.broker.metrics.error(ctx.api, error);
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(offset)
-                                                    .with_committed_leader_epoch(epoch)
-                                                    .with_metadata(Some(sb(meta)))
-                                                    .with_error_code(error)
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    ),
-                    Err(e) => {
-                        ctx.broker.metrics.error(ctx.api, e.code());
-                        group.with_error_code(e.code())
-                    }
-                },
-            );
-        }
-        return OffsetFetchResponse::default().with_groups(groups);
+    if ctx.version >= 8 {
+        handle_groups(ctx, req).await
+    } else {
+        handle_single(ctx, req).await
     }
+}
+
+/// v8+: several groups per request, each with its own error.
+async fn handle_groups(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let v = ctx.version;
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in req.groups {
+        let topics = g.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+        let member = (v >= 9).then(|| {
+            let id = g.member_id.map(|m| m.to_string()).unwrap_or_default();
+            (id, g.member_epoch)
+        });
+        groups.push(
+            match fetch(
+                ctx,
+                g.group_id.0.to_string(),
+                topics,
+                member,
+                req.require_stable,
+            )
+            .await
+            {
+                Ok(found) => group.with_topics(
+                    found
+                        .into_iter()
+                        .map(|(topic, parts)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(sb(topic)))
+                                .with_partitions(
+                                    parts
+                                        .into_iter()
+                                        .map(|(p, (offset, epoch, meta, error))| {
+                                            ctx.broker.metrics.error(ctx.api, error);
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(sb(meta)))
+                                                .with_error_code(error)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    ctx.broker.metrics.error(ctx.api, e.code());
+                    group.with_error_code(e.code())
+                }
+            },
+        );
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// v1-v7: one group, its error at the top (v2+) or on every partition (v1).
+async fn handle_single(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let v = ctx.version;
     let group_id: GroupId = req.group_id;
     let requested: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
