@@ -427,8 +427,8 @@ fn exercise(input: &[u8]) {
     }
 }
 
-#[test]
-fn decoders_never_panic_on_mutated_input() {
+/// `SLUICE_FUZZ_SECS` (default 5) and `SLUICE_FUZZ_SEED` (default: from the clock).
+fn budget_and_seed() -> (u64, u64) {
     let secs: u64 = std::env::var("SLUICE_FUZZ_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -442,6 +442,12 @@ fn decoders_never_panic_on_mutated_input() {
                 .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         });
+    (secs, seed)
+}
+
+#[test]
+fn decoders_never_panic_on_mutated_input() {
+    let (secs, seed) = budget_and_seed();
     let mut corpus = seeds();
     let b = batch().to_vec();
     corpus.push(b);
@@ -542,19 +548,7 @@ async fn handle_one(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_never_panic_or_hang_on_mutated_requests() -> Result<(), Box<dyn std::error::Error>>
 {
-    let secs: u64 = std::env::var("SLUICE_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let seed: u64 = std::env::var("SLUICE_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+    let (secs, seed) = budget_and_seed();
     let dir = tempfile::tempdir()?;
     let caller = common::secured_caller(dir.path(), false, "fuzz-topic", 2).await?;
     let corpus = seeds();
