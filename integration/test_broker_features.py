@@ -91,17 +91,18 @@ def test_compaction_keeps_latest_value_per_key(broker_factory, unique_topic):
     records.append((b"k4", None))  # a tombstone
     records += [(f"tail{i}".encode(), b"x" * 200) for i in range(10)]  # roll the tombstone's segment
     produce(broker, topic, records, per_batch=5)
-    before = consume_all(broker, topic)
-    assert len(before) == len(records)
+    # The cleaner may run as soon as the records are in (backoff 200 ms), so what was produced,
+    # not a read that races it, says what is latest: one producer, in order, from offset 0.
+    latest = {}
+    for off, (k, v) in enumerate(records):
+        latest[k] = (off, v)
 
     def compacted():
         got = consume_all(broker, topic)
         return got if len(got) < len(records) // 2 else None
 
     got = wait_until(compacted, timeout=30, interval=0.5, what="the cleaner to compact")
-    latest = {}
-    for off, k, v in before:
-        latest[k] = (off, v)
+    assert got[-1][0] == len(records) - 1, "the last record is never cleaned away"
     # Every surviving record is the latest for its key, at its original offset.
     for off, k, v in got:
         assert latest[k] == (off, v), (off, k, v)
