@@ -171,14 +171,7 @@ impl Registry {
                 format!("{partitions} partitions is more than this broker allows ({MAX_PARTITIONS_PER_TOPIC})"),
             ));
         }
-        for k in configs.keys() {
-            if !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()) {
-                return Err((
-                    ResponseError::InvalidConfig,
-                    format!("unknown topic config {k:?}"),
-                ));
-            }
-        }
+        check_config_names(&configs)?;
         effective_config(&self.log_defaults, &configs)
             .map_err(|e| (ResponseError::InvalidConfig, e))?;
         let _guard = self.admin.lock().await;
@@ -235,12 +228,7 @@ impl Registry {
             ));
         }
         let _guard = self.admin.lock().await;
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
+        let topic = self.existing(name)?;
         TopicMeta::remove(&self.data_dir, name).map_err(|e| {
             (
                 ResponseError::KafkaStorageError,
@@ -290,20 +278,8 @@ impl Registry {
     ) -> Result<(), TopicError> {
         let _guard = self.admin.lock().await;
         // As Kafka: an unknown topic is reported before anything about its configs.
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
-        for k in configs.keys() {
-            if !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()) {
-                return Err((
-                    ResponseError::InvalidConfig,
-                    format!("unknown topic config {k:?}"),
-                ));
-            }
-        }
+        let topic = self.existing(name)?;
+        check_config_names(&configs)?;
         let config = effective_config(&self.log_defaults, &configs)
             .map_err(|e| (ResponseError::InvalidConfig, e))?;
         if validate_only {
@@ -339,12 +315,7 @@ impl Registry {
         validate_only: bool,
     ) -> Result<(), TopicError> {
         let _guard = self.admin.lock().await;
-        let topic = self.topic(name).ok_or_else(|| {
-            (
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name:?} does not exist"),
-            )
-        })?;
+        let topic = self.existing(name)?;
         let current = topic.meta.partitions;
         if count <= current {
             return Err((
@@ -390,6 +361,16 @@ impl Registry {
         Ok(())
     }
 
+    /// The topic, or UNKNOWN_TOPIC_OR_PARTITION.
+    fn existing(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        self.topic(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {name:?} does not exist"),
+            )
+        })
+    }
+
     /// Forgets every topic without closing its logs (what a crash leaves).
     pub fn clear(&self) {
         self.topics_write().by_name.clear();
@@ -408,5 +389,19 @@ impl Registry {
                 p.close();
             }
         }
+    }
+}
+
+/// Every key must be a topic config Sluice knows (INVALID_CONFIG otherwise).
+fn check_config_names(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    match configs
+        .keys()
+        .find(|k| !log_store::LOG_CONFIG_NAMES.contains(&k.as_str()))
+    {
+        Some(k) => Err((
+            ResponseError::InvalidConfig,
+            format!("unknown topic config {k:?}"),
+        )),
+        None => Ok(()),
     }
 }
